@@ -1,0 +1,159 @@
+"""Data set statistics: the paper's Table 1, the split summary, per-image intensities (Figure 3),
+normalisation statistics and nuclei per field."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ..config import N_CHANNELS
+from ..io import RxRx1DataError, read_png
+from ..segmentation import count_nuclei
+from .images import channel_paths
+
+
+def class_sets(table: pd.DataFrame) -> pd.DataFrame:
+    """The paper's Table 1: how many treatment classes have exactly ``x`` training samples.
+
+    A sample is a training well (``id_code`` in Kaggle's ``train.csv``), as in the paper.
+    Returns columns ``samples_per_class, n_classes``, sorted by ``samples_per_class``.
+    """
+    wells = table[(table["split"] == "train") & (table["well_type"] == "treatment") & (table["label"] >= 0)]
+    per_class = wells.drop_duplicates("well_id").groupby("label").size()
+    sets = per_class.value_counts().sort_index()
+    return pd.DataFrame({"samples_per_class": sets.index.astype(int), "n_classes": sets.to_numpy(dtype=int)})
+
+
+def samples_per_class(table: pd.DataFrame) -> pd.Series:
+    """Training wells per treatment class (the data behind Figure 2), indexed by class id."""
+    wells = table[(table["split"] == "train") & (table["well_type"] == "treatment") & (table["label"] >= 0)]
+    return wells.drop_duplicates("well_id").groupby("label").size().rename("samples")
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Experiments, plates, wells, sites and classes per cell type, split and well type.
+
+    Rows with ``cell_type == 'all'`` and/or ``well_type == 'all'`` aggregate; e.g. the paper's
+    N_train is ``wells`` at (all, train, treatment).
+    """
+    rows = []
+    frames = {"all": table, **{c: f for c, f in table.groupby("cell_type")}}
+    for cell_type, frame in frames.items():
+        for split, by_split in frame.groupby("split"):
+            kinds = {"all": by_split, **{w: f for w, f in by_split.groupby("well_type")}}
+            for well_type, part in kinds.items():
+                labelled = part[part["label"] >= 0]
+                rows.append({
+                    "cell_type": cell_type, "split": split, "well_type": well_type,
+                    "experiments": part["experiment"].nunique(),
+                    "plates": part[["experiment", "plate"]].drop_duplicates().shape[0],
+                    "wells": part["well_id"].nunique(), "sites": len(part),
+                    "classes": labelled["label"].nunique(),
+                })
+    return pd.DataFrame(rows)
+
+
+def headline(table: pd.DataFrame) -> dict[str, int]:
+    """The paper's section 2.3 numbers: N_train, N_test (treatment wells), N_total, N_class."""
+    treat = table[table["well_type"] == "treatment"]
+    n_train = treat.loc[treat["split"] == "train", "well_id"].nunique()
+    n_test = treat.loc[treat["split"] == "test", "well_id"].nunique()
+    n_class = treat.loc[(treat["split"] == "train") & (treat["label"] >= 0), "label"].nunique()
+    return {"N_train": n_train, "N_test": n_test, "N_total": n_train + n_test,
+            "N_gray_scale": (n_train + n_test) * N_CHANNELS, "N_class": n_class}
+
+
+def image_intensities(root: str | Path, table: pd.DataFrame, *, progress: bool = True,
+                      count_nuclei_w1: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Mean and standard deviation of every readable channel image (Figure 3, normalisation).
+
+    Each channel is read on its own, so a site missing w5/w6 still gives w1-w4. Unreadable or
+    absent files are not skipped silently: they are returned in the second table
+    (site_id, channel, path, error).
+
+    Returns:
+        (intensities, problems): intensities has one row per site and channel with
+        site_id, experiment, plate, well, cell_type, split, well_type, label, channel, mean, std,
+        height, width, and n_nuclei (w1 rows, if ``count_nuclei_w1``).
+    """
+    rows, problems = [], []
+    keep = ["site_id", "experiment", "plate", "well", "cell_type", "split", "well_type", "label"]
+    for record in tqdm(table[keep + ["image_stem"]].to_dict("records"), desc="intensities", unit="site",
+                       disable=not progress):
+        for channel, path in enumerate(channel_paths(root, record["image_stem"]), start=1):
+            try:
+                image = read_png(path)
+            except RxRx1DataError as exc:
+                problems.append({"site_id": record["site_id"], "channel": channel, "path": str(path),
+                                 "error": str(exc)})
+                continue
+            row = {k: record[k] for k in keep}
+            row.update(channel=channel, mean=float(image.mean()), std=float(image.std()),
+                       height=image.shape[0], width=image.shape[1])
+            if count_nuclei_w1 and channel == 1:
+                row["n_nuclei"] = count_nuclei(image)
+            rows.append(row)
+    return pd.DataFrame(rows), pd.DataFrame(problems, columns=["site_id", "channel", "path", "error"])
+
+
+def normalisation_stats(intensities: pd.DataFrame, by: str = "experiment") -> pd.DataFrame:
+    """Per-channel mean and standard deviation of all pixels of each experiment or plate.
+
+    Pools the per-image statistics exactly (images of one data set have equal size):
+    mean = mean of image means; var = mean of (std^2 + mean^2) - mean^2.
+    Returns columns group, channel, mean, std, n_images; ``attrs['by']`` records the grouping.
+    """
+    if by not in ("experiment", "plate"):
+        raise ValueError(f"by={by!r}; expected 'experiment' or 'plate'")
+    frame = intensities.copy()
+    frame["group"] = frame["experiment"] if by == "experiment" else (
+        frame["experiment"] + "_" + frame["plate"].astype(str))
+    frame["second_moment"] = frame["std"] ** 2 + frame["mean"] ** 2
+    grouped = frame.groupby(["group", "channel"])
+    out = grouped.agg(mean=("mean", "mean"), second_moment=("second_moment", "mean"),
+                      n_images=("mean", "size")).reset_index()
+    out["std"] = np.sqrt(np.maximum(out.pop("second_moment") - out["mean"] ** 2, 0.0))
+    out.attrs["by"] = by
+    return out[["group", "channel", "mean", "std", "n_images"]]
+
+
+def sites_with_images(root: str | Path, table: pd.DataFrame) -> pd.Series:
+    """Boolean mask of the rows of ``table`` that have at least one channel file under ``root``."""
+    return pd.Series([any(p.is_file() for p in channel_paths(root, stem)) for stem in table["image_stem"]],
+                     index=table.index)
+
+
+def write_stats(root: str | Path, out: str | Path, *, scan_images: bool = False, intensities: bool = True,
+                progress: bool = True) -> dict[str, Path]:
+    """Compute and write the data set statistics of ``root`` into ``out`` (the ``rxlib stats`` command).
+
+    Always writes ``class_sets.csv`` (Table 1), ``summary.csv`` and ``headline.csv``. With
+    ``intensities``, for the sites that have images: ``intensities.csv`` (per image mean/std and
+    nuclei count), ``norm_experiment.csv`` and ``norm_plate.csv``. With ``scan_images``:
+    ``problems.csv`` (every problem found, one row each) and ``problem_summary.csv``.
+    """
+    from .metadata import read_metadata
+    from .scan import scan, summarise_problems
+    from ..io import write_csv
+
+    root, out = Path(root), Path(out)
+    table = read_metadata(root)
+    written = {
+        "class_sets": write_csv(out / "class_sets.csv", class_sets(table)),
+        "summary": write_csv(out / "summary.csv", summary(table)),
+        "headline": write_csv(out / "headline.csv", pd.DataFrame([headline(table)])),
+    }
+    if scan_images:
+        problems = scan(root, table, progress=progress)
+        written["problems"] = write_csv(out / "problems.csv", problems)
+        written["problem_summary"] = write_csv(out / "problem_summary.csv", summarise_problems(problems))
+    if intensities:
+        imaged = table[sites_with_images(root, table)]
+        if len(imaged):
+            values, _ = image_intensities(root, imaged, progress=progress, count_nuclei_w1=True)
+            written["intensities"] = write_csv(out / "intensities.csv", values)
+            for by in ("experiment", "plate"):
+                written[f"norm_{by}"] = write_csv(out / f"norm_{by}.csv", normalisation_stats(values, by))
+    return written

@@ -1,0 +1,50 @@
+import pandas as pd
+
+from rxlib.cli import main
+from rxlib.data.metadata import read_metadata
+from rxlib.data.stats import class_sets, headline, normalisation_stats, summary
+
+
+def test_table1_from_the_real_2023_release(real_rxrx1):
+    table = read_metadata(real_rxrx1 / "kaggle-2023")
+    sets = class_sets(table)
+    assert dict(zip(sets["samples_per_class"], sets["n_classes"])) == {29: 2, 31: 2, 32: 35, 33: 1069}
+    assert headline(table) == {"N_train": 36517, "N_test": 19899, "N_total": 56416,
+                               "N_gray_scale": 338496, "N_class": 1108}
+
+
+def test_real_summary_counts_experiments_per_cell_type(real_rxrx1):
+    s = summary(read_metadata(real_rxrx1 / "kaggle-2023"))
+    both = s[s["well_type"] == "all"].groupby("cell_type")["experiments"].sum()
+    assert both.to_dict() == {"HEPG2": 11, "HUVEC": 24, "RPE": 11, "U2OS": 5, "all": 51}
+
+
+def test_rxlib_stats_command_on_the_real_files(real_rxrx1, tmp_path, capsys):
+    assert main(["stats", "--data", str(real_rxrx1 / "kaggle-2023"), "--out", str(tmp_path), "--quiet"]) == 0
+    sets = pd.read_csv(tmp_path / "class_sets.csv")
+    assert list(sets.columns) == ["samples_per_class", "n_classes"] and sets["n_classes"].sum() == 1108
+    intensities = pd.read_csv(tmp_path / "intensities.csv")
+    assert len(intensities) == 180                        # the 180 real PNGs, no more
+    assert intensities.loc[intensities["channel"] == 1, "n_nuclei"].min() > 10
+
+
+def test_rxlib_stats_scan_writes_every_problem(tiny_root, tmp_path):
+    (tiny_root / "images/HEPG2-01/Plate1/B03_s1_w5.png").unlink()
+    assert main(["stats", "--data", str(tiny_root), "--out", str(tmp_path), "--scan", "--quiet"]) == 0
+    problems = pd.read_csv(tmp_path / "problems.csv")
+    assert problems["kind"].tolist() == ["missing_channel"]
+    intensities = pd.read_csv(tmp_path / "intensities.csv")
+    assert len(intensities) == 12 * 6 - 1
+
+
+def test_rxlib_stats_bad_root_is_a_clear_error(tmp_path, capsys):
+    assert main(["stats", "--data", str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "no RxRx1 metadata found" in capsys.readouterr().err
+
+
+def test_normalisation_stats_pool_exactly():
+    frame = pd.DataFrame({"experiment": ["E", "E"], "plate": [1, 1], "channel": [1, 1],
+                          "mean": [1.0, 3.0], "std": [1.0, 1.0]})
+    out = normalisation_stats(frame)
+    # pixels N(1,1) and N(3,1) pooled: mean 2, variance 1 + 1 = 2
+    assert out["mean"].iloc[0] == 2.0 and abs(out["std"].iloc[0] ** 2 - 2.0) < 1e-12
