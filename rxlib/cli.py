@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from .io import RxRx1DataError
+from .reproduce import ReproduceError
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -33,7 +34,7 @@ def _reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
     reproduce(profile=args.profile, data_root=Path(args.data) if args.data else None, only=args.only,
-              seed=args.seed, dry_run=args.dry_run)
+              seed=args.seed, dry_run=args.dry_run, figures_dir=args.figures_dir, reports_dir=args.reports_dir)
     return 0
 
 
@@ -78,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--data", default=None, help="data root (default: the embedded synthetic data set)")
     rep.add_argument("--only", action="append", default=None, help="run only this notebook, e.g. 01_dataset_stats (repeatable)")
     rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--figures-dir", default=None, help="figures folder (default <repo>/figures)")
+    rep.add_argument("--reports-dir", default=None, help="reports folder (default <repo>/reports)")
     rep.add_argument("--dry-run", action="store_true", help="print what would run, touch nothing")
     rep.set_defaults(func=_reproduce)
     return parser
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (RxRx1DataError, FileNotFoundError, ValueError) as exc:
+    except (RxRx1DataError, ReproduceError, FileNotFoundError, ValueError) as exc:
         print(f"rxlib {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

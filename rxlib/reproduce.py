@@ -1,0 +1,517 @@
+"""Regenerate every figure and table: run the notebooks with papermill and record what they wrote.
+
+One call, :func:`reproduce`, runs the notebooks found in ``notebooks/`` (``NN_name.ipynb``, in ``NN``
+order), each in a fresh kernel with the parameters ``profile``, ``data_root``, ``seed``, ``figures_dir``
+and ``reports_dir`` injected after its ``parameters`` cell. For each notebook it writes to the reports
+folder:
+
+- ``NN_name.ipynb``: the executed copy (written under a temporary name, renamed when complete);
+- ``NN_name.html``: the same, rendered by nbconvert;
+- ``NN_name.failed.ipynb``: only when it fails, the executed copy up to and including the error.
+  The previous successful copy, if any, is left as it was.
+
+After each notebook it checks that every file :mod:`rxlib.manifest` declares for it was written by this
+run, and updates ``manifest.csv`` (item, notebook, file, bytes, sha256; rows of notebooks run again are
+replaced, rows of the others kept) and ``run_log.csv`` (notebook, status, wall time, parameters).
+
+Data: ``data_root`` if given, else the folder named by ``RXLIB_DATA``, else the synthetic data set of the
+profile and seed under :func:`rxlib.config.synthetic_root`, generated on first use.
+
+Example:
+    >>> from rxlib.reproduce import reproduce
+    >>> reproduce(profile="smoke", only="01_dataset_stats", dry_run=True)  # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+import pandas as pd
+
+from rxlib import config, manifest
+from rxlib.io import atomic_path, write_csv
+
+#: Profiles whose data set is the real RxRx1, never generated: a data root must be given.
+NO_AUTOGENERATE_PROFILES: frozenset[str] = frozenset({"rxrx1", "paper"})
+#: Columns of ``reports/manifest.csv``.
+MANIFEST_COLUMNS: tuple[str, ...] = ("item", "notebook", "file", "bytes", "sha256")
+#: Columns of ``reports/run_log.csv``.
+RUN_LOG_COLUMNS: tuple[str, ...] = (
+    "notebook", "status", "started", "seconds", "profile", "seed", "data_root", "error",
+)
+_NOTEBOOK_NAME = re.compile(r"^(\d+)_[A-Za-z0-9_\-]+\.ipynb$")
+# A file counts as written by this run if it is no older than the notebook's start minus this slack
+# (file systems with coarse timestamps round mtimes down).
+_MTIME_SLACK_S = 2.0
+
+
+class ReproduceError(RuntimeError):
+    """Base class of the runner's errors; the message names the notebook."""
+
+
+class NotebookExecutionError(ReproduceError):
+    """A notebook raised (or its kernel died); the message names the notebook and the cell."""
+
+
+class NotebookParametersError(ReproduceError, ValueError):
+    """A notebook's first code cell is not tagged ``parameters``."""
+
+
+class MissingOutputsError(ReproduceError):
+    """A notebook ran but did not write every file the manifest declares for it."""
+
+
+class UnknownNotebookError(ReproduceError, ValueError):
+    """``only`` names a notebook that does not exist."""
+
+
+class DirtyNotebookError(ReproduceError, ValueError):
+    """A source notebook is stored with outputs or execution counts."""
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """One notebook to run and where its results go."""
+
+    source: Path
+    executed: Path
+    html: Path
+    failed: Path
+
+    @property
+    def name(self) -> str:
+        return self.source.stem
+
+
+# --------------------------------------------------------------------------------------------------
+# Finding and checking notebooks
+
+
+def find_notebooks(notebooks_dir: str | Path | None = None) -> list[Path]:
+    """The runnable notebooks ``NN_name.ipynb`` in ``notebooks_dir``, sorted by their ``NN`` prefix.
+
+    Args:
+        notebooks_dir: Folder to look in; default :data:`rxlib.config.NOTEBOOKS_DIR`.
+    """
+    folder = Path(notebooks_dir) if notebooks_dir is not None else config.NOTEBOOKS_DIR
+    if not folder.is_dir():
+        return []
+    found = [p for p in folder.iterdir() if p.is_file() and _NOTEBOOK_NAME.match(p.name)]
+    return sorted(found, key=lambda p: (int(_NOTEBOOK_NAME.match(p.name).group(1)), p.name))
+
+
+def select_notebooks(notebooks: Sequence[Path], only: str | Iterable[str] | None) -> list[Path]:
+    """The notebooks named by ``only``, in run order; all of them if ``only`` is None.
+
+    A name may be the stem (``"01_dataset_stats"``), the file name (``"01_dataset_stats.ipynb"``) or the
+    number prefix (``"01"``).
+
+    Raises:
+        UnknownNotebookError: a name matches no notebook; the message lists the valid names.
+    """
+    if only is None:
+        return list(notebooks)
+    wanted = [only] if isinstance(only, (str, os.PathLike)) else list(only)
+    chosen: set[Path] = set()
+    for raw in wanted:
+        name = Path(str(raw)).name
+        stem = name[: -len(".ipynb")] if name.endswith(".ipynb") else name
+        matches = [p for p in notebooks if p.stem == stem or p.stem.split("_", 1)[0] == stem]
+        if len(matches) != 1:
+            valid = ", ".join(p.stem for p in notebooks) or "(none: the notebooks folder is empty)"
+            problem = "matches no notebook" if not matches else "is ambiguous"
+            raise UnknownNotebookError(f"notebook {raw!r} {problem}; valid names: {valid}")
+        chosen.add(matches[0])
+    return [p for p in notebooks if p in chosen]
+
+
+def _read_notebook(path: Path):
+    import nbformat
+
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as exc:  # a broken JSON file: say which
+        raise ReproduceError(f"{path}: cannot read notebook ({type(exc).__name__}: {exc})") from exc
+
+
+def check_parameters_cell(path: str | Path) -> None:
+    """Raise unless the first code cell of the notebook at ``path`` is tagged ``parameters``.
+
+    Raises:
+        NotebookParametersError: no code cell, or the first one lacks the tag; the message names the
+            notebook and the cell.
+    """
+    path = Path(path)
+    nb = _read_notebook(path)
+    code = [(i, c) for i, c in enumerate(nb.cells) if c.cell_type == "code"]
+    if not code:
+        raise NotebookParametersError(f"{path.name}: has no code cell; the first must be tagged 'parameters'")
+    index, cell = code[0]
+    if "parameters" not in cell.get("metadata", {}).get("tags", []):
+        first = _first_line(cell.source)
+        raise NotebookParametersError(
+            f"{path.name}: the first code cell (cell {index}: {first!r}) is not tagged 'parameters'; "
+            "papermill injects the run's parameters after that cell"
+        )
+
+
+def assert_clean_notebooks(notebooks_dir: str | Path | None = None) -> None:
+    """Raise unless every source notebook is stored without outputs and execution counts.
+
+    Args:
+        notebooks_dir: Folder to check; default :data:`rxlib.config.NOTEBOOKS_DIR`.
+
+    Raises:
+        DirtyNotebookError: lists each notebook and the indices of its cells with outputs or counts.
+            Clear them with ``jupyter nbconvert --clear-output --inplace notebooks/*.ipynb``.
+    """
+    problems = []
+    for path in find_notebooks(notebooks_dir):
+        nb = _read_notebook(path)
+        dirty = [
+            i for i, c in enumerate(nb.cells)
+            if c.cell_type == "code" and (c.get("outputs") or c.get("execution_count") is not None)
+        ]
+        if dirty:
+            problems.append(f"{path.name}: cells {dirty} have outputs or execution counts")
+    if problems:
+        raise DirtyNotebookError(
+            "source notebooks must be stored without outputs (run "
+            "'jupyter nbconvert --clear-output --inplace notebooks/*.ipynb'):\n  " + "\n  ".join(problems)
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# Data
+
+
+def resolve_data_root(
+    profile: str,
+    seed: int,
+    data_root: str | Path | None = None,
+    *,
+    dry_run: bool = False,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """The data root to run on, generating the synthetic data set of ``profile`` if it is needed.
+
+    Order: ``data_root``; else ``RXLIB_DATA``; else :func:`rxlib.config.synthetic_root` of the profile
+    and seed, generated with :func:`rxlib.synth.generate` if its ``metadata.csv`` is absent (not in a
+    dry run).
+
+    Raises:
+        FileNotFoundError: an explicit data root does not exist.
+        ValueError: the profile is one of :data:`NO_AUTOGENERATE_PROFILES` and no data root is given.
+    """
+    explicit = Path(data_root).expanduser().resolve() if data_root is not None else config.data_root_override()
+    if explicit is not None:
+        if not explicit.is_dir():
+            raise FileNotFoundError(f"data root does not exist or is not a folder: {explicit}")
+        return explicit
+    if profile in NO_AUTOGENERATE_PROFILES:
+        raise ValueError(
+            f"profile {profile!r} runs on the real RxRx1 data set, which is not generated: pass "
+            "data_root=... (or --data-root, or set RXLIB_DATA) pointing at a local copy of RxRx1"
+        )
+    root = config.synthetic_root(profile, seed)
+    if (root / "metadata.csv").is_file():
+        return root
+    if dry_run:
+        log(f"would generate the synthetic data set (profile={profile!r}, seed={seed}) in {root}")
+        return root
+    log(f"generating the synthetic data set (profile={profile!r}, seed={seed}) in {root} ...")
+    from rxlib.synth import generate  # lazy: heavy, and only needed on first use
+
+    started = time.perf_counter()
+    generate(root, profile=profile, seed=seed)
+    if not (root / "metadata.csv").is_file():
+        raise ReproduceError(f"rxlib.synth.generate finished but wrote no {root / 'metadata.csv'}")
+    log(f"generated in {time.perf_counter() - started:.1f} s")
+    return root
+
+
+# --------------------------------------------------------------------------------------------------
+# Running one notebook
+
+
+def _first_line(source: str) -> str:
+    for line in source.splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_ARROW = re.compile(r"^-*> *(\d+)\s?(.*)$")
+
+
+def _failing_line(traceback: Sequence[str] | None) -> str:
+    """``", line 3: y[5]"`` from an IPython traceback (its first arrow is in the cell), or ``""``."""
+    for entry in traceback or []:
+        for line in _ANSI.sub("", entry).splitlines():
+            match = _ARROW.match(line.strip())
+            if match:
+                return f", line {match.group(1)}: {match.group(2).strip()!r}"
+    return ""
+
+
+def _source_cell_index(source_nb, failing_source: str, fallback: int) -> int:
+    """Index of the failing cell in the source notebook (papermill's index counts its injected cell)."""
+    for i, cell in enumerate(source_nb.cells):
+        if cell.cell_type == "code" and cell.source == failing_source:
+            return i
+    return fallback
+
+
+def _execute(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path) -> None:
+    """Execute ``plan.source`` into ``plan.executed`` via a temporary file; keep a failed copy."""
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    plan.executed.parent.mkdir(parents=True, exist_ok=True)
+    tmp = plan.executed.with_name(f".{plan.name}.running.ipynb")
+    try:
+        pm.execute_notebook(
+            str(plan.source), str(tmp), parameters=parameters, kernel_name=kernel_name,
+            cwd=str(cwd), progress_bar=False, log_output=False,
+        )
+    except PapermillExecutionError as exc:
+        kept = _keep_failed(tmp, plan.failed)
+        index = _source_cell_index(_read_notebook(plan.source), exc.source, exc.cell_index)
+        where = _failing_line(exc.traceback)
+        raise NotebookExecutionError(
+            f"notebook {plan.source.name} failed at cell {index} ({_first_line(exc.source)!r}"
+            f"{where}): {exc.ename}: {exc.evalue}" + kept
+        ) from exc
+    except Exception as exc:  # kernel missing or dead, timeouts, ...: still name the notebook
+        kept = _keep_failed(tmp, plan.failed)
+        raise NotebookExecutionError(
+            f"notebook {plan.source.name} could not be executed: {type(exc).__name__}: {exc}" + kept
+        ) from exc
+    os.replace(tmp, plan.executed)
+    if plan.failed.exists():  # a stale failure from an earlier run no longer applies
+        plan.failed.unlink()
+
+
+def _keep_failed(tmp: Path, failed: Path) -> str:
+    if tmp.exists():
+        os.replace(tmp, failed)
+        return f"; executed copy kept at {failed}"
+    return ""
+
+
+def _write_html(executed: Path, html: Path) -> None:
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(executed))
+    with atomic_path(html) as tmp:
+        tmp.write_text(body, encoding="utf-8")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _output_rows(
+    notebook: str, figures_dir: Path, items: Sequence[manifest.PaperItem], since: float | None
+) -> list[dict]:
+    """Manifest rows of ``notebook``; raise if a declared file is missing or older than ``since``."""
+    rows, missing, stale = [], [], []
+    for it in manifest.items_for(notebook, items):
+        for name in it.files:
+            path = figures_dir / name
+            if not path.is_file():
+                missing.append(name)
+                continue
+            stat = path.stat()
+            if since is not None and stat.st_mtime < since - _MTIME_SLACK_S:
+                stale.append(name)
+                continue
+            rows.append({"item": it.item, "notebook": notebook, "file": name,
+                         "bytes": stat.st_size, "sha256": _sha256(path)})
+    if missing or stale:
+        parts = []
+        if missing:
+            parts.append(f"missing: {', '.join(missing)}")
+        if stale:
+            parts.append(f"not rewritten by this run (left from an earlier one): {', '.join(stale)}")
+        raise MissingOutputsError(
+            f"notebook {notebook}.ipynb did not write every file rxlib.manifest declares for it, "
+            f"in {figures_dir}: " + "; ".join(parts)
+        )
+    return rows
+
+
+def _merge_csv(path: Path, new: pd.DataFrame, replaced: Iterable[str], columns: Sequence[str],
+               order: Sequence[str]) -> pd.DataFrame:
+    """Rows of ``path`` for other notebooks plus ``new``, sorted by notebook order; written atomically."""
+    replaced = set(replaced)
+    frames = []
+    if path.is_file():
+        try:
+            old = pd.read_csv(path, dtype={"notebook": str})
+        except Exception as exc:
+            raise ReproduceError(f"{path}: cannot read the existing file ({exc}); delete it to start anew") from exc
+        frames.append(old[~old["notebook"].isin(replaced)])
+    frames.append(new)
+    merged = pd.concat([f for f in frames if len(f)], ignore_index=True) if any(len(f) for f in frames) \
+        else pd.DataFrame(columns=list(columns))
+    merged = merged.reindex(columns=list(columns))
+    rank = {name: i for i, name in enumerate(order)}
+    position = merged["notebook"].map(lambda n: rank.get(n, len(rank)))
+    merged = (merged.assign(_rank=position)
+              .sort_values(["_rank", "notebook"], kind="stable")
+              .drop(columns="_rank").reset_index(drop=True))
+    write_csv(path, merged)
+    return merged
+
+
+# --------------------------------------------------------------------------------------------------
+# The runner
+
+
+def reproduce(
+    profile: str = "smoke",
+    data_root: str | Path | None = None,
+    only: str | Iterable[str] | None = None,
+    seed: int = 0,
+    dry_run: bool = False,
+    figures_dir: str | Path | None = None,
+    reports_dir: str | Path | None = None,
+    kernel_name: str | None = None,
+    log: Callable[[str], None] = print,
+    *,
+    notebooks_dir: str | Path | None = None,
+    items: Sequence[manifest.PaperItem] | None = None,
+) -> pd.DataFrame:
+    """Run the notebooks and return the manifest of the files they wrote.
+
+    Args:
+        profile: Named configuration passed to every notebook (``"smoke"``, ``"paper"``, ``"rxrx1"``).
+        data_root: Data set folder; None means ``RXLIB_DATA`` or else the synthetic data set of the
+            profile and seed (generated on first use; never for ``"rxrx1"``).
+        only: A notebook name (``"01_dataset_stats"``, ``"01_dataset_stats.ipynb"`` or ``"01"``) or a list
+            of them; None runs all notebooks found.
+        seed: Random seed passed to every notebook (and to the data generator).
+        dry_run: Only print what would run (notebooks, parameters, expected outputs); write nothing,
+            generate nothing, start no kernel.
+        figures_dir: Where notebooks write figures and tables; default :func:`rxlib.config.figures_dir`.
+        reports_dir: Where executed notebooks, HTML, ``manifest.csv`` and ``run_log.csv`` go; default
+            :func:`rxlib.config.reports_dir`.
+        kernel_name: Jupyter kernel; None uses the one in each notebook's metadata (papermill's choice).
+        log: Receives one line per step (default ``print``).
+        notebooks_dir: Folder of the source notebooks; default :data:`rxlib.config.NOTEBOOKS_DIR`.
+            Also the working directory of each kernel.
+        items: The paper items to check outputs against; default :data:`rxlib.manifest.PAPER_ITEMS`.
+
+    Returns:
+        The manifest (columns of :data:`MANIFEST_COLUMNS`) as written to ``reports/manifest.csv``: this
+        run's rows merged with those of notebooks run earlier. In a dry run, the expected rows with
+        empty ``bytes`` and ``sha256``.
+
+    Raises:
+        UnknownNotebookError: ``only`` names a notebook that does not exist.
+        NotebookParametersError: a selected notebook's first code cell is not tagged ``parameters``
+            (checked for all selected notebooks before any runs).
+        NotebookExecutionError: a notebook failed; names the notebook, the cell and the exception.
+        MissingOutputsError: a notebook did not write all the files the manifest declares for it.
+        FileNotFoundError, ValueError: see :func:`resolve_data_root`.
+    """
+    items = manifest.PAPER_ITEMS if items is None else tuple(items)
+    nb_dir = Path(notebooks_dir if notebooks_dir is not None else config.NOTEBOOKS_DIR).expanduser().resolve()
+    figs = Path(figures_dir if figures_dir is not None else config.figures_dir()).expanduser().resolve()
+    reps = Path(reports_dir if reports_dir is not None else config.reports_dir()).expanduser().resolve()
+
+    available = find_notebooks(nb_dir)
+    if not available:
+        raise ReproduceError(f"no notebooks named NN_name.ipynb in {nb_dir}")
+    selected = select_notebooks(available, only)
+    for path in selected:
+        check_parameters_cell(path)
+    root = resolve_data_root(profile, seed, data_root, dry_run=dry_run, log=log)
+    parameters = {"profile": profile, "data_root": str(root), "seed": int(seed),
+                  "figures_dir": str(figs), "reports_dir": str(reps)}
+    plans = [
+        _Plan(source=p, executed=reps / p.name, html=reps / f"{p.stem}.html",
+              failed=reps / f"{p.stem}.failed.ipynb")
+        for p in selected
+    ]
+    order = [p.stem for p in available]
+
+    if dry_run:
+        return _dry_run(plans, parameters, figs, reps, items, kernel_name, log)
+
+    figs.mkdir(parents=True, exist_ok=True)  # notebooks may write into it without creating it
+    reps.mkdir(parents=True, exist_ok=True)
+    log(f"running {len(plans)} notebook(s) from {nb_dir} (profile={profile!r}, seed={seed}, data={root})")
+    run_rows: list[dict] = []
+    manifest_rows: list[dict] = []
+    done: list[str] = []
+    result = pd.DataFrame(columns=list(MANIFEST_COLUMNS))
+    total_start = time.perf_counter()
+    for number, plan in enumerate(plans, 1):
+        log(f"[{number}/{len(plans)}] {plan.name} ...")
+        started_wall = time.time()
+        started = time.perf_counter()
+        record = {"notebook": plan.name, "status": "ok",
+                  "started": _dt.datetime.fromtimestamp(started_wall).isoformat(timespec="seconds"),
+                  "profile": profile, "seed": int(seed), "data_root": str(root), "error": ""}
+        try:
+            _execute(plan, parameters, kernel_name, nb_dir)
+            _write_html(plan.executed, plan.html)
+            rows = _output_rows(plan.name, figs, items, since=started_wall)
+        except Exception as exc:
+            record.update(status="failed", seconds=round(time.perf_counter() - started, 2),
+                          error=f"{type(exc).__name__}: {exc}".splitlines()[0])
+            run_rows.append(record)
+            _merge_csv(reps / "run_log.csv", pd.DataFrame(run_rows), done + [plan.name], RUN_LOG_COLUMNS, order)
+            log(f"[{number}/{len(plans)}] {plan.name} FAILED after {record['seconds']:.1f} s")
+            raise
+        seconds = time.perf_counter() - started
+        record["seconds"] = round(seconds, 2)
+        run_rows.append(record)
+        manifest_rows.extend(rows)
+        done.append(plan.name)
+        result = _merge_csv(reps / "manifest.csv", pd.DataFrame(manifest_rows, columns=list(MANIFEST_COLUMNS)),
+                            done, MANIFEST_COLUMNS, order)
+        _merge_csv(reps / "run_log.csv", pd.DataFrame(run_rows), done, RUN_LOG_COLUMNS, order)
+        n_items = len(manifest.items_for(plan.name, items))
+        note = "" if n_items else " (no paper items declared in rxlib.manifest)"
+        log(f"[{number}/{len(plans)}] {plan.name} ok in {seconds:.1f} s: {len(rows)} file(s) for "
+            f"{n_items} item(s){note} -> {plan.executed}")
+    log(f"done: {len(plans)} notebook(s) in {time.perf_counter() - total_start:.1f} s; "
+        f"manifest in {reps / 'manifest.csv'}")
+    return result
+
+
+def _dry_run(plans: Sequence[_Plan], parameters: dict, figs: Path, reps: Path,
+             items: Sequence[manifest.PaperItem], kernel_name: str | None,
+             log: Callable[[str], None]) -> pd.DataFrame:
+    log(f"dry run: would run {len(plans)} notebook(s), kernel {kernel_name or '(from notebook metadata)'}")
+    log("parameters: " + ", ".join(f"{k}={v!r}" for k, v in parameters.items()))
+    rows = []
+    for number, plan in enumerate(plans, 1):
+        log(f"[{number}/{len(plans)}] {plan.source} -> {plan.executed.name}, {plan.html.name}")
+        its = manifest.items_for(plan.name, items)
+        if not its:
+            log("    (no paper items declared in rxlib.manifest)")
+        for it in its:
+            log(f"    {it.item}: {', '.join(it.files)}")
+            rows.extend({"item": it.item, "notebook": plan.name, "file": name, "bytes": pd.NA,
+                         "sha256": pd.NA} for name in it.files)
+    log(f"outputs under {figs}; reports, manifest.csv and run_log.csv under {reps}")
+    return pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+
+
+# --------------------------------------------------------------------------------------------------
+# Command line

@@ -1,0 +1,219 @@
+"""Tests of the papermill runner on tiny throwaway notebooks (a few kernel starts, ~20 s in all)."""
+from __future__ import annotations
+
+import os
+import sys
+import time
+import types
+
+import nbformat
+import pandas as pd
+import pytest
+
+from rxlib import config, manifest
+from rxlib.manifest import PaperItem
+from rxlib.reproduce import (
+    DirtyNotebookError,
+    MissingOutputsError,
+    NotebookExecutionError,
+    NotebookParametersError,
+    UnknownNotebookError,
+    assert_clean_notebooks,
+    check_parameters_cell,
+    find_notebooks,
+    reproduce,
+    resolve_data_root,
+)
+
+PARAMETERS = (
+    'profile = "smoke"  # str\n'
+    'data_root = ""  # str\n'
+    "seed = 0  # int\n"
+    'figures_dir = ""  # str\n'
+    'reports_dir = ""  # str\n'
+)
+WRITE_ALPHA = (
+    "from pathlib import Path\n"
+    "Path(figures_dir, 'table_alpha.csv').write_text(f'profile,seed,data_root\\n{profile},{seed},{data_root}\\n')"
+)
+WRITE_BETA = (
+    "from pathlib import Path\n"
+    "for ext in ('png', 'pdf'):\n"
+    "    Path(figures_dir, f'fig_beta.{ext}').write_bytes(ext.encode() + bytes([seed]))"
+)
+ITEMS = (
+    PaperItem("Table 1", "01_alpha", ("table_alpha",), "A table."),
+    PaperItem("Figure 1", "02_beta", ("fig_beta",), "A figure."),
+)
+
+
+def make_notebook(path, *cells, tag_parameters=True, with_outputs=False):
+    """Write a notebook whose first code cell is ``PARAMETERS`` followed by ``cells``."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    first = nbformat.v4.new_code_cell(PARAMETERS)
+    if tag_parameters:
+        first.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Test notebook"), first]
+    nb.cells += [nbformat.v4.new_code_cell(src) for src in cells]
+    if with_outputs:
+        nb.cells[-1].execution_count = 3
+        nb.cells[-1].outputs = [nbformat.v4.new_output("stream", name="stdout", text="hi\n")]
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def dirs(tmp_path, monkeypatch):
+    monkeypatch.delenv("RXLIB_DATA", raising=False)
+    d = types.SimpleNamespace(nb=tmp_path / "notebooks", figs=tmp_path / "figures",
+                              reps=tmp_path / "reports", data=tmp_path / "data")
+    for folder in (d.nb, d.data):
+        folder.mkdir()
+    return d
+
+
+def run(d, **kwargs):
+    kwargs.setdefault("items", ITEMS)
+    kwargs.setdefault("log", lambda line: None)
+    return reproduce(data_root=d.data, figures_dir=d.figs, reports_dir=d.reps, kernel_name="python3",
+                     notebooks_dir=d.nb, **kwargs)
+
+
+def test_success_writes_reports_and_merges_manifest(dirs):
+    make_notebook(dirs.nb / "01_alpha.ipynb", WRITE_ALPHA)
+    make_notebook(dirs.nb / "02_beta.ipynb", WRITE_BETA)
+    lines = []
+    result = run(dirs, seed=3, log=lines.append)
+
+    for stem in ("01_alpha", "02_beta"):
+        assert (dirs.reps / f"{stem}.ipynb").is_file()
+        assert "<html" in (dirs.reps / f"{stem}.html").read_text().lower()
+    assert not list(dirs.reps.glob(".*"))  # no temporary file left behind
+    table = pd.read_csv(dirs.figs / "table_alpha.csv")  # the parameters reached the kernel
+    assert table.to_dict("records") == [{"profile": "smoke", "seed": 3, "data_root": str(dirs.data.resolve())}]
+    executed = nbformat.read(dirs.reps / "01_alpha.ipynb", as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+
+    on_disk = pd.read_csv(dirs.reps / "manifest.csv")
+    assert list(on_disk.columns) == ["item", "notebook", "file", "bytes", "sha256"]
+    assert on_disk["file"].tolist() == ["table_alpha.csv", "fig_beta.png", "fig_beta.pdf"]
+    assert on_disk["notebook"].tolist() == ["01_alpha", "02_beta", "02_beta"]
+    assert on_disk.loc[1, "bytes"] == 4 and len(on_disk.loc[1, "sha256"]) == 64
+    pd.testing.assert_frame_equal(result.astype(str), on_disk.astype(str))
+    log = pd.read_csv(dirs.reps / "run_log.csv")
+    assert log["notebook"].tolist() == ["01_alpha", "02_beta"] and (log["status"] == "ok").all()
+    assert (log["seconds"] > 0).all()
+    assert any("02_beta ok in" in line for line in lines)
+
+    # Re-running one notebook replaces only its rows.
+    old_alpha = on_disk.iloc[0].copy()
+    result = run(dirs, seed=7, only="02_beta")
+    assert result["file"].tolist() == ["table_alpha.csv", "fig_beta.png", "fig_beta.pdf"]
+    assert result.iloc[0].astype(str).equals(old_alpha.astype(str))
+    assert result.loc[1, "sha256"] != on_disk.loc[1, "sha256"]  # seed 7 wrote other bytes
+    assert len(pd.read_csv(dirs.reps / "run_log.csv")) == 2
+
+
+def test_failing_cell_names_notebook_and_cell(dirs):
+    make_notebook(dirs.nb / "01_alpha.ipynb", "x = 1", "# divide\nresult = 1 / 0")
+    make_notebook(dirs.nb / "02_beta.ipynb", WRITE_BETA)
+    with pytest.raises(NotebookExecutionError) as info:
+        run(dirs)
+    message = str(info.value)
+    assert "01_alpha.ipynb" in message and "cell 3" in message
+    assert "# divide" in message and "ZeroDivisionError" in message
+    assert "line 2: 'result = 1 / 0'" in message
+    assert (dirs.reps / "01_alpha.failed.ipynb").is_file()
+    assert not (dirs.reps / "01_alpha.ipynb").exists()
+    assert not (dirs.reps / "02_beta.ipynb").exists()  # the run stopped
+    log = pd.read_csv(dirs.reps / "run_log.csv")
+    assert log["status"].tolist() == ["failed"] and "ZeroDivisionError" in log.loc[0, "error"]
+
+
+def test_missing_and_stale_outputs_are_errors(dirs):
+    items = (PaperItem("Table 1", "01_alpha", ("table_alpha", "table_gone", "table_old"), "Tables."),)
+    make_notebook(dirs.nb / "01_alpha.ipynb", WRITE_ALPHA)
+    dirs.figs.mkdir()
+    old = dirs.figs / "table_old.csv"
+    old.write_text("a\n1\n")
+    past = time.time() - 3600
+    os.utime(old, (past, past))
+    with pytest.raises(MissingOutputsError) as info:
+        run(dirs, items=items)
+    message = str(info.value)
+    assert "01_alpha" in message and "table_gone.csv" in message
+    assert "table_old.csv" in message and "earlier" in message
+    assert "table_alpha.csv" not in message
+
+
+def test_first_code_cell_must_be_tagged_parameters(dirs):
+    make_notebook(dirs.nb / "01_alpha.ipynb", WRITE_ALPHA)
+    make_notebook(dirs.nb / "02_beta.ipynb", WRITE_BETA, tag_parameters=False)
+    with pytest.raises(NotebookParametersError, match="02_beta.ipynb.*parameters"):
+        run(dirs)
+    assert not dirs.reps.exists()  # checked before anything ran
+    check_parameters_cell(dirs.nb / "01_alpha.ipynb")
+
+
+def test_only_selects_and_rejects_unknown_names(dirs):
+    for name in ("10_gamma", "02_beta", "01_alpha"):
+        make_notebook(dirs.nb / f"{name}.ipynb", "pass")
+    (dirs.nb / "scratch.ipynb").write_text("{}")  # not NN_name: ignored
+    assert [p.stem for p in find_notebooks(dirs.nb)] == ["01_alpha", "02_beta", "10_gamma"]
+    planned = run(dirs, only=["02", "01_alpha.ipynb"], dry_run=True)
+    assert planned["notebook"].unique().tolist() == ["01_alpha", "02_beta"]
+    with pytest.raises(UnknownNotebookError, match="01_alpha, 02_beta, 10_gamma"):
+        run(dirs, only="03_nope")
+
+
+def test_dry_run_writes_nothing(dirs, monkeypatch):
+    monkeypatch.setenv("RXLIB_CACHE", str(dirs.data / "cache"))
+    make_notebook(dirs.nb / "01_alpha.ipynb", WRITE_ALPHA)
+    make_notebook(dirs.nb / "02_beta.ipynb", WRITE_BETA)
+    before = sorted(p for p in dirs.nb.parent.rglob("*"))
+    lines = []
+    planned = reproduce(profile="smoke", seed=1, dry_run=True, figures_dir=dirs.figs, reports_dir=dirs.reps,
+                        notebooks_dir=dirs.nb, items=ITEMS, log=lines.append)
+    assert sorted(p for p in dirs.nb.parent.rglob("*")) == before
+    assert planned["file"].tolist() == ["table_alpha.csv", "fig_beta.png", "fig_beta.pdf"]
+    text = "\n".join(lines)
+    assert "would generate" in text and "02_beta" in text and "fig_beta.pdf" in text and "seed=1" in text
+
+
+def test_synthetic_data_generated_once(tmp_path, monkeypatch):
+    monkeypatch.delenv("RXLIB_DATA", raising=False)
+    monkeypatch.setenv("RXLIB_CACHE", str(tmp_path))
+    calls = []
+
+    def generate(out, profile="smoke", seed=0, **kwargs):
+        calls.append((out, profile, seed))
+        out.mkdir(parents=True)
+        (out / "metadata.csv").write_text("site_id\n")
+
+    monkeypatch.setitem(sys.modules, "rxlib.synth", types.SimpleNamespace(generate=generate))
+    expected = config.synthetic_root("smoke", 2)
+    assert resolve_data_root("smoke", 2, log=lambda line: None) == expected
+    assert resolve_data_root("smoke", 2, log=lambda line: None) == expected
+    assert calls == [(expected, "smoke", 2)]
+    with pytest.raises(ValueError, match="rxrx1.*data_root"):
+        resolve_data_root("rxrx1", 0)
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        resolve_data_root("smoke", 0, tmp_path / "nowhere")
+    monkeypatch.setenv("RXLIB_DATA", str(tmp_path))
+    assert resolve_data_root("rxrx1", 0) == tmp_path.resolve()
+
+
+def test_assert_clean_notebooks(tmp_path):
+    make_notebook(tmp_path / "01_alpha.ipynb", "pass")
+    assert_clean_notebooks(tmp_path)
+    make_notebook(tmp_path / "02_beta.ipynb", "pass", with_outputs=True)
+    with pytest.raises(DirtyNotebookError, match=r"02_beta.ipynb: cells \[2\]"):
+        assert_clean_notebooks(tmp_path)
+
+
+def test_project_notebooks_are_clean_tagged_and_in_the_manifest():
+    assert_clean_notebooks(config.NOTEBOOKS_DIR)
+    for path in find_notebooks(config.NOTEBOOKS_DIR):
+        check_parameters_cell(path)
+        assert path.stem in manifest.NOTEBOOKS, f"{path.name} is not listed in rxlib.manifest.NOTEBOOKS"
