@@ -1,0 +1,526 @@
+"""The training loop: composite loss, CutMix and pseudo-labels, resumable from per-epoch checkpoints.
+
+``train(config, train_dataset, val_dataset, unlabelled_dataset, out_dir=...)`` trains an
+:class:`~rxlib.models.RxNet` and writes to ``out_dir``:
+
+- ``history.csv``: one row per epoch: ``epoch``, ``lr``, ``alpha`` (pseudo-label weight), and for
+  ``train`` and ``val``: ``loss`` (the optimised objective of ``config.loss``), ``loss_softmax``
+  (eq. 3), ``loss_arc`` (eq. 6), ``acc_softmax`` and ``acc_arc`` (top-1 of each head), ``n``;
+  plus ``seconds``. Training accuracy under CutMix counts ``lam`` for a hit on ``y_a`` and
+  ``1 - lam`` for one on ``y_b``; training losses and accuracies are over labelled samples only.
+- ``checkpoints/epoch_NNN.pt`` after every epoch (model, optimiser, scheduler, AMP scaler, RNG
+  states, history, config), written atomically; the newest ``config.keep_checkpoints`` are kept.
+- ``model.pt``: the final weights and the config, for :func:`load_trained_model`.
+
+Datasets yield dicts ``{'image': float32 (C, H, W), 'cell_type': float32 (4,), 'label': int64,
+'index': int}`` (as :class:`rxlib.data.RxRx1Dataset` does). Training samples with label -1 are
+skipped; the unlabelled set's labels are ignored.
+
+Reproducibility: every random stream of an epoch (shuffling, CutMix, the global torch RNG used by
+augmentation and dropout) is seeded from ``(config.seed, epoch)``, so an epoch does the same thing
+whether or not the run was resumed before it, and a resumed run ends with the same weights as an
+uninterrupted one. On CPU runs are bit-for-bit deterministic for a given thread count; on CUDA,
+cuDNN's algorithm choice may differ slightly. Mixed precision (``amp``) and channels-last memory
+layout are used on CUDA only and ignored on CPU.
+
+Not stated in the paper, so chosen here: Adam (``lr`` 1e-3, ``weight_decay`` 1e-5), cosine annealing
+of the learning rate per epoch to ``min_lr``, CutMix on every labelled batch (``cutmix_prob`` 1),
+pseudo-labels from the softmax head (the arc head for ``loss='arc'``) of the same forward pass,
+one unlabelled batch of ``batch_size`` per labelled batch, and ``alpha(t)`` evaluated at the 1-based
+number ``t`` of the epoch being trained.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from rxlib.config import N_CLASSES_RXRX1
+from rxlib.io import atomic_path, write_csv
+from rxlib.models import RxNet, build_model
+from rxlib.train.cutmix import cutmix
+from rxlib.train.losses import LOSS_MODES, MixedTarget, arc_margin_loss, softmax_cross_entropy
+from rxlib.train.pseudo import alpha_schedule, pseudo_labels
+
+CHECKPOINT_FORMAT = 1
+#: Config fields that may differ between an interrupted run and its resumption.
+RESUME_MAY_DIFFER = ("device", "num_workers", "keep_checkpoints")
+HISTORY_COLUMNS = (
+    "epoch", "lr", "alpha",
+    "train_loss", "train_loss_softmax", "train_loss_arc", "train_acc_softmax", "train_acc_arc", "train_n",
+    "val_loss", "val_loss_softmax", "val_loss_arc", "val_acc_softmax", "val_acc_arc", "val_n",
+    "seconds",
+)
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file cannot be read or does not belong to this run; the message names it."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run.
+
+    Attributes:
+        arch: backbone (``densenet161`` in the paper; ``tiny_densenet`` for the smoke profile).
+        n_classes: label space, including classes without samples (1139 for RxRx1).
+        pretrained: False, True (torchvision's cache) or a weights path; see :func:`rxlib.models.build_model`.
+        embedding_dim: embedding size (1024 in the paper).
+        memory_efficient: checkpointed DenseNet layers.
+        epochs: number of epochs.
+        batch_size: labelled images per step (and unlabelled images per step with pseudo-labels).
+        lr: Adam learning rate. weight_decay: Adam weight decay.
+        cosine_schedule: cosine-anneal the learning rate per epoch from ``lr`` to ``min_lr``.
+        loss: ``softmax`` (eq. 3), ``arc`` (eq. 6) or ``composite`` (eq. 12).
+        composite_c, arc_scale, arc_margin: c, s and m (0.2, 30, 0.5 in the paper).
+        cutmix: use CutMix (section 3.4); cutmix_alpha: its Beta parameter; cutmix_prob: share of batches.
+        pseudo_label: use pseudo-labels on ``unlabelled_dataset`` (section 3.3).
+        pseudo_t1, pseudo_t2, pseudo_alpha_f: the alpha(t) schedule (epochs, 1-based).
+        seed: seeds every random stream.
+        device: ``cpu``, ``cuda``, ``cuda:1`` ...
+        amp: float16 autocast + gradient scaling (CUDA only).
+        channels_last: channels-last memory format (CUDA only).
+        num_workers: DataLoader workers.
+        max_batches_per_epoch: cut epochs short (smoke runs); None for full epochs.
+        keep_checkpoints: how many of the newest per-epoch checkpoints to keep.
+    """
+
+    arch: str = "densenet161"
+    n_classes: int = N_CLASSES_RXRX1
+    pretrained: bool | str = False
+    embedding_dim: int = 1024
+    memory_efficient: bool = True
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    cosine_schedule: bool = True
+    min_lr: float = 0.0
+    loss: str = "composite"
+    composite_c: float = 0.2
+    arc_scale: float = 30.0
+    arc_margin: float = 0.5
+    cutmix: bool = True
+    cutmix_alpha: float = 1.0
+    cutmix_prob: float = 1.0
+    pseudo_label: bool = False
+    pseudo_t1: int = 5
+    pseudo_t2: int = 15
+    pseudo_alpha_f: float = 1.0
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = True
+    channels_last: bool = True
+    num_workers: int = 0
+    max_batches_per_epoch: int | None = None
+    keep_checkpoints: int = 2
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSS_MODES:
+            raise ValueError(f"loss must be one of {LOSS_MODES}, got {self.loss!r}")
+        for name in ("epochs", "batch_size", "n_classes", "keep_checkpoints"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0.0 <= self.cutmix_prob <= 1.0:
+            raise ValueError(f"cutmix_prob must be in [0, 1], got {self.cutmix_prob}")
+        if self.pseudo_label and self.pseudo_t2 <= self.pseudo_t1:
+            raise ValueError(f"pseudo_t2 must exceed pseudo_t1, got T1={self.pseudo_t1}, T2={self.pseudo_t2}")
+        if isinstance(self.pretrained, os.PathLike):
+            self.pretrained = str(self.pretrained)
+
+    def to_dict(self) -> dict:
+        """The config as a plain dict (stored in checkpoints)."""
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the trained model (on ``config.device``), its history and files."""
+
+    model: RxNet
+    history: pd.DataFrame
+    out_dir: Path
+    checkpoint: Path | None
+    model_path: Path | None
+    completed_epochs: int
+    extra: dict = field(default_factory=dict)
+
+
+# --- seeding -----------------------------------------------------------------------------------
+
+
+def _stream_seed(seed: int, epoch: int, stream: int) -> int:
+    """An independent 63-bit seed for one random stream of one epoch."""
+    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(2, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def _rng_states() -> dict:
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+# --- checkpoints -------------------------------------------------------------------------------
+
+
+def checkpoint_path(out_dir: str | os.PathLike, epoch: int) -> Path:
+    """Path of the checkpoint written after ``epoch`` (1-based) epochs."""
+    return Path(out_dir) / "checkpoints" / f"epoch_{epoch:03d}.pt"
+
+
+def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
+    """The checkpoint with the highest epoch number in ``out_dir/checkpoints``, or None."""
+    folder = Path(out_dir) / "checkpoints"
+    if not folder.is_dir():
+        return None
+    found = sorted(folder.glob("epoch_[0-9][0-9][0-9].pt"))
+    return found[-1] if found else None
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
+    """Write a checkpoint atomically (a crash never leaves a half-written file under ``path``)."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    return Path(path)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        CheckpointError: missing, truncated or corrupt file, or not an rxlib checkpoint (names ``path``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint file not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # truncated zip archives raise RuntimeError, others EOFError / pickle errors
+        raise CheckpointError(
+            f"cannot read checkpoint {path} (truncated or corrupt?): {exc}. Delete it to resume from an "
+            f"earlier checkpoint, or start afresh with resume=False."
+        ) from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path} is not an rxlib training checkpoint (format {CHECKPOINT_FORMAT})")
+    return state
+
+
+def load_trained_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> RxNet:
+    """Rebuild a model from ``model.pt`` (or a training checkpoint) written by :func:`train`, in eval mode."""
+    state = load_checkpoint(path)
+    config = TrainConfig(**state["config"])
+    model = build_model(
+        config.arch, config.n_classes, embedding_dim=config.embedding_dim, memory_efficient=config.memory_efficient,
+        in_channels=state.get("in_channels", 6), n_cell_types=state.get("n_cell_types", 4),
+    )
+    model.load_state_dict(state["model"])
+    return model.to(device).eval()
+
+
+# --- one epoch ---------------------------------------------------------------------------------
+
+
+def _cycle(loader: DataLoader) -> Iterator[dict]:
+    while True:
+        yield from loader
+
+
+def _labelled(batch: dict) -> dict:
+    keep = batch["label"] >= 0
+    if bool(keep.all()):
+        return batch
+    return {k: v[keep] for k, v in batch.items()}
+
+
+class _Meter:
+    """Sums of per-sample metrics over an epoch."""
+
+    def __init__(self) -> None:
+        self.sums = {"loss": 0.0, "loss_softmax": 0.0, "loss_arc": 0.0, "acc_softmax": 0.0, "acc_arc": 0.0}
+        self.n = 0
+
+    def add(self, objective: float, soft: torch.Tensor, arc: torch.Tensor, hits_soft: torch.Tensor,
+            hits_arc: torch.Tensor) -> None:
+        n = soft.shape[0]
+        self.sums["loss"] += objective * n
+        self.sums["loss_softmax"] += float(soft.sum())
+        self.sums["loss_arc"] += float(arc.sum())
+        self.sums["acc_softmax"] += float(hits_soft.sum())
+        self.sums["acc_arc"] += float(hits_arc.sum())
+        self.n += n
+
+    def result(self, prefix: str) -> dict:
+        out = {f"{prefix}_{k}": (v / self.n if self.n else math.nan) for k, v in self.sums.items()}
+        out[f"{prefix}_n"] = self.n
+        return out
+
+
+def _hits(scores: torch.Tensor, target: torch.Tensor | MixedTarget) -> torch.Tensor:
+    pred = scores.argmax(dim=1)
+    if isinstance(target, MixedTarget):
+        lam = target.lam.to(scores.device)
+        return lam * (pred == target.y_a).float() + (1 - lam) * (pred == target.y_b).float()
+    return (pred == target).float()
+
+
+def _combine(mode: str, soft: torch.Tensor, arc: torch.Tensor, c: float) -> torch.Tensor:
+    if mode == "softmax":
+        return soft
+    if mode == "arc":
+        return arc
+    return c * arc + (1.0 - c) * soft
+
+
+def _per_sample_losses(outputs: dict, target, config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    soft = softmax_cross_entropy(outputs["logits"], target, reduction="none")
+    arc = arc_margin_loss(outputs["cosine"], target, reduction="none", s=config.arc_scale, m=config.arc_margin)
+    return soft, arc
+
+
+def _to_device(batch: dict, device: torch.device, channels_last: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    images = batch["image"].to(device, non_blocking=True)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, batch["cell_type"].to(device, non_blocking=True), batch["label"].to(device, non_blocking=True)
+
+
+@torch.no_grad()
+def evaluate(model: RxNet, dataset: Dataset, config: TrainConfig, progress: bool = False) -> dict:
+    """Losses and accuracies of both heads on the labelled items of ``dataset`` (model in eval mode).
+
+    Returns:
+        ``{'val_loss', 'val_loss_softmax', 'val_loss_arc', 'val_acc_softmax', 'val_acc_arc', 'val_n'}``.
+    """
+    device = torch.device(config.device)
+    use_cuda = device.type == "cuda"
+    was_training = model.training
+    model.eval()
+    meter = _Meter()
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers)
+    try:
+        for batch in tqdm(loader, desc="validate", leave=False, disable=not progress):
+            batch = _labelled(batch)
+            if batch["label"].numel() == 0:
+                continue
+            images, cell_type, labels = _to_device(batch, device, use_cuda and config.channels_last)
+            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_cuda and config.amp):
+                outputs = model(images, cell_type)
+            soft, arc = _per_sample_losses(outputs, labels, config)
+            objective = _combine(config.loss, soft, arc, config.composite_c)
+            meter.add(float(objective.mean()), soft, arc, _hits(outputs["logits"], labels), _hits(outputs["cosine"], labels))
+    finally:
+        model.train(was_training)
+    return meter.result("val")
+
+
+def _train_epoch(model, optimizer, scaler, config, train_dataset, unlabelled_dataset, epoch, alpha, progress) -> dict:
+    device = torch.device(config.device)
+    use_cuda = device.type == "cuda"
+    torch.manual_seed(_stream_seed(config.seed, epoch, 0))  # augmentation, dropout, memory-efficient layers
+    shuffle = torch.Generator().manual_seed(_stream_seed(config.seed, epoch, 1))
+    mixing = torch.Generator().manual_seed(_stream_seed(config.seed, epoch, 2))
+    loader = DataLoader(train_dataset, batch_size=config.batch_size, shuffle=True, generator=shuffle,
+                        num_workers=config.num_workers, pin_memory=use_cuda)
+    unlabelled = None
+    if alpha > 0 and unlabelled_dataset is not None and len(unlabelled_dataset):
+        g = torch.Generator().manual_seed(_stream_seed(config.seed, epoch, 3))
+        unlabelled = _cycle(DataLoader(unlabelled_dataset, batch_size=config.batch_size, shuffle=True, generator=g,
+                                       num_workers=config.num_workers, pin_memory=use_cuda))
+    model.train()
+    meter = _Meter()
+    n_batches = len(loader) if config.max_batches_per_epoch is None else min(len(loader), config.max_batches_per_epoch)
+    bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress)
+    try:
+        for step, batch in enumerate(loader):
+            if step >= n_batches:
+                break
+            bar.update(1)
+            batch = _labelled(batch)
+            images, cell_type, labels = _to_device(batch, device, False)
+            n_lab = labels.shape[0]
+            target: torch.Tensor | MixedTarget = labels
+            if config.cutmix and n_lab > 1 and float(torch.rand((), generator=mixing)) < config.cutmix_prob:
+                images, target = cutmix(images, labels, alpha=config.cutmix_alpha, generator=mixing)
+            if unlabelled is not None:
+                extra = next(unlabelled)
+                images = torch.cat([images, extra["image"].to(device)])
+                cell_type = torch.cat([cell_type, extra["cell_type"].to(device)])
+            if images.shape[0] < 2 or n_lab == 0:  # BatchNorm cannot train on a single sample
+                continue
+            if use_cuda and config.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_cuda and config.amp):
+                outputs = model(images, cell_type)
+            lab_out = {k: v[:n_lab] for k, v in outputs.items()}
+            soft, arc = _per_sample_losses(lab_out, target, config)
+            per_sample = _combine(config.loss, soft, arc, config.composite_c)
+            loss = per_sample.mean()
+            if unlabelled is not None:  # eq. (7): mean over labelled + alpha(t) * mean over unlabelled
+                unl_out = {k: v[n_lab:] for k, v in outputs.items()}
+                pl = pseudo_labels(unl_out["cosine"] if config.loss == "arc" else unl_out["logits"])
+                u_soft, u_arc = _per_sample_losses(unl_out, pl, config)
+                loss = loss + alpha * _combine(config.loss, u_soft, u_arc, config.composite_c).mean()
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss {float(loss)} at epoch {epoch + 1}, step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            meter.add(float(loss.detach()), soft.detach(), arc.detach(),
+                      _hits(lab_out["logits"].detach(), target), _hits(lab_out["cosine"].detach(), target))
+            bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
+    finally:
+        bar.close()
+    return meter.result("train")
+
+
+# --- the loop ----------------------------------------------------------------------------------
+
+
+def _check_resume_config(saved: dict, config: TrainConfig, path: Path) -> None:
+    current = config.to_dict()
+    differ = [k for k in current if k not in RESUME_MAY_DIFFER and saved.get(k) != current[k]]
+    if differ:
+        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in differ)
+        raise CheckpointError(
+            f"checkpoint {path} was written with a different config ({details}); use another out_dir or resume=False"
+        )
+
+
+def train(
+    config: TrainConfig,
+    train_dataset: Dataset,
+    val_dataset: Dataset | None = None,
+    unlabelled_dataset: Dataset | None = None,
+    *,
+    out_dir: str | os.PathLike,
+    resume: bool = True,
+    stop_after_epoch: int | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train an :class:`~rxlib.models.RxNet` as in the paper; see the module docstring for the outputs.
+
+    Args:
+        config: the run's :class:`TrainConfig`.
+        train_dataset: labelled training items (label -1 items are skipped).
+        val_dataset: held-out items for the ``val_*`` columns (None: those columns are NaN).
+        unlabelled_dataset: items for pseudo-labelling (used when ``config.pseudo_label``).
+        out_dir: folder for ``history.csv``, ``checkpoints/`` and ``model.pt``.
+        resume: continue from the newest checkpoint in ``out_dir`` if there is one.
+        stop_after_epoch: stop (as if interrupted) once this many epochs are complete; the run can
+            be resumed later. The learning-rate schedule still spans ``config.epochs``.
+        progress: show tqdm progress bars.
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        CheckpointError: the newest checkpoint is unreadable or from a different config.
+        ValueError: ``pseudo_label`` without an unlabelled dataset.
+    """
+    if config.pseudo_label and unlabelled_dataset is None:
+        raise ValueError("config.pseudo_label is True but no unlabelled_dataset was given")
+    out_dir = Path(out_dir)
+    device = torch.device(config.device)
+    use_cuda = device.type == "cuda"
+
+    torch.manual_seed(config.seed)  # model initialisation
+    model = build_model(config.arch, config.n_classes, pretrained=config.pretrained,
+                        embedding_dim=config.embedding_dim, memory_efficient=config.memory_efficient)
+    model.to(device)
+    if use_cuda and config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.cosine_schedule:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.min_lr)
+    else:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    scaler = torch.amp.GradScaler("cuda", enabled=use_cuda and config.amp)
+
+    start_epoch, records, checkpoint = 0, [], None
+    if resume and (checkpoint := latest_checkpoint(out_dir)) is not None:
+        state = load_checkpoint(checkpoint)
+        _check_resume_config(state["config"], config, checkpoint)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        _set_rng_states(state["rng"])
+        start_epoch, records = state["epoch"], list(state["history"])
+
+    last_epoch = config.epochs if stop_after_epoch is None else min(config.epochs, stop_after_epoch)
+    for epoch in range(start_epoch, last_epoch):
+        started = time.perf_counter()
+        t = epoch + 1
+        alpha = alpha_schedule(t, config.pseudo_t1, config.pseudo_t2, config.pseudo_alpha_f) if config.pseudo_label else 0.0
+        row = {"epoch": t, "lr": optimizer.param_groups[0]["lr"], "alpha": alpha}
+        row.update(_train_epoch(model, optimizer, scaler, config, train_dataset, unlabelled_dataset, epoch, alpha, progress))
+        row.update(evaluate(model, val_dataset, config, progress) if val_dataset is not None else _Meter().result("val"))
+        scheduler.step()
+        row["seconds"] = time.perf_counter() - started
+        records.append(row)
+        checkpoint = save_checkpoint(checkpoint_path(out_dir, t), {
+            "format": CHECKPOINT_FORMAT, "config": config.to_dict(), "epoch": t,
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "rng": _rng_states(), "history": records,
+            "in_channels": model.in_channels, "n_cell_types": model.n_cell_types,
+        })
+        write_csv(out_dir / "history.csv", pd.DataFrame(records, columns=list(HISTORY_COLUMNS)))
+        for old in sorted((out_dir / "checkpoints").glob("epoch_[0-9][0-9][0-9].pt"))[:-config.keep_checkpoints]:
+            old.unlink()
+
+    completed = records[-1]["epoch"] if records else 0
+    model_path = None
+    if completed >= config.epochs:
+        model_path = save_checkpoint(out_dir / "model.pt", {
+            "format": CHECKPOINT_FORMAT, "config": config.to_dict(), "epoch": completed,
+            "model": model.state_dict(), "in_channels": model.in_channels, "n_cell_types": model.n_cell_types,
+        })
+    history = pd.DataFrame(records, columns=list(HISTORY_COLUMNS))
+    return TrainResult(model, history, out_dir, checkpoint, model_path, completed)
+
+
+@torch.no_grad()
+def predict(model: RxNet, dataset: Dataset, batch_size: int = 32, device: str | torch.device = "cpu",
+            num_workers: int = 0, progress: bool = False) -> dict[str, np.ndarray]:
+    """Embeddings and both heads' scores for every item (model in eval mode), e.g. for Figures 7-9.
+
+    Returns:
+        ``{'embedding': (N, D), 'logits': (N, K), 'cosine': (N, K), 'label': (N,), 'index': (N,)}``.
+    """
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list] = {k: [] for k in ("embedding", "logits", "cosine", "label", "index")}
+    try:
+        for batch in tqdm(DataLoader(dataset, batch_size=batch_size, num_workers=num_workers),
+                          desc="predict", leave=False, disable=not progress):
+            out = model(batch["image"].to(device), batch["cell_type"].to(device))
+            for key in ("embedding", "logits", "cosine"):
+                parts[key].append(out[key].float().cpu().numpy())
+            parts["label"].append(torch.as_tensor(batch["label"]).numpy())
+            parts["index"].append(torch.as_tensor(batch["index"]).numpy())
+    finally:
+        model.train(was_training)
+    return {k: np.concatenate(v) for k, v in parts.items()}
