@@ -157,3 +157,52 @@ def write_stats(root: str | Path, out: str | Path, *, scan_images: bool = False,
             for by in ("experiment", "plate"):
                 written[f"norm_{by}"] = write_csv(out / f"norm_{by}.csv", normalisation_stats(values, by))
     return written
+
+
+def compare_class_sets(sources: dict[str, dict[int, int] | pd.DataFrame]) -> pd.DataFrame:
+    """Table 1 side by side: one column of class counts per source (a class_sets table or a dict
+    samples_per_class -> n_classes), one row per samples-per-class value, and a total row."""
+    columns = {}
+    for name, sets in sources.items():
+        if isinstance(sets, pd.DataFrame):
+            sets = dict(zip(sets["samples_per_class"], sets["n_classes"]))
+        columns[name] = pd.Series(sets, dtype="Int64")
+    frame = pd.DataFrame(columns).sort_index()
+    frame.index.name = "samples_per_class"
+    frame.loc["total"] = frame.sum()
+    return frame.reset_index()
+
+
+def sample_sites(table: pd.DataFrame, max_sites: int, seed: int = 0) -> pd.DataFrame:
+    """At most ``max_sites`` rows, drawn evenly over experiments (all rows if there are fewer)."""
+    if len(table) <= max_sites:
+        return table
+    per_experiment = max(1, max_sites // table["experiment"].nunique())
+    shuffled = table.sample(frac=1.0, random_state=seed)
+    return shuffled.groupby("experiment", sort=False).head(per_experiment).sort_index()
+
+
+def realism_summary(real: pd.DataFrame, synthetic: pd.DataFrame, reference_side: int = 512) -> pd.DataFrame:
+    """Median per-channel mean intensity and nuclei per ``reference_side``² field, per cell type and
+    source, with the synthetic/real ratio where both exist."""
+    rows = []
+    for source, frame in (("real", real), ("synthetic", synthetic)):
+        if frame.empty:
+            continue
+        for cell_type, part in frame.groupby("cell_type"):
+            row = {"source": source, "cell_type": cell_type}
+            for channel, values in part.groupby("channel")["mean"]:
+                row[f"w{channel} mean"] = float(values.median())
+            w1 = part[part["channel"] == 1]
+            if "n_nuclei" in w1 and len(w1):
+                scale = reference_side ** 2 / (w1["height"] * w1["width"])
+                row["nuclei per field"] = float((w1["n_nuclei"] * scale).median())
+            rows.append(row)
+    out = pd.DataFrame(rows)
+    if {"real", "synthetic"} <= set(out.get("source", [])):
+        value_cols = [c for c in out.columns if c not in ("source", "cell_type")]
+        real_rows = out[out["source"] == "real"].set_index("cell_type")[value_cols]
+        synth_rows = out[out["source"] == "synthetic"].set_index("cell_type")[value_cols]
+        ratio = (synth_rows / real_rows).dropna(how="all").reset_index().assign(source="synthetic / real")
+        out = pd.concat([out, ratio], ignore_index=True)
+    return out.round(2)
