@@ -1,0 +1,99 @@
+"""Explaining the networks (paper sections 3.5, 4.5-4.7, 5; Grad-CAMO; DCMIX).
+
+- :mod:`~rxlib.explain.gradcam`: batched Grad-CAM (eqs. 10-11) for any layer, hooks in a context
+  manager, targets as small callables.
+- :mod:`~rxlib.explain.gradcamo`: share of the attention on the cells (Grad-CAMO), masks from the
+  synthetic ground truth or from segmentation, and the segmentation scored against the truth.
+- :mod:`~rxlib.explain.channels`: channel importance: eq. 15 (printed and agreement readings),
+  occlusion, gradient x input, the DCMIX mixing layer, and the table scoring them against the
+  planted channels.
+- :mod:`~rxlib.explain.embeddings`: templates of both heads, t-SNE, spread and separation numbers,
+  and the band/block measure of Figure 10's 1x1 filters.
+
+Nothing happens on import beyond importing torch, numpy and pandas.
+"""
+from rxlib.explain.channels import (
+    IMPORTANCE_METHODS,
+    ChannelMixing,
+    DCMixNet,
+    build_dcmix_model,
+    channel_importance_table,
+    channel_importances,
+    class_importance,
+    eq15_attention,
+    gradient_x_input,
+    max_normalise,
+    occlusion_importance,
+    planted_importance,
+)
+from rxlib.explain.embeddings import (
+    FIGURE10_LAYERS,
+    feature_separation,
+    figure10_weights,
+    filter_band_block_stats,
+    filter_stats_table,
+    junk_classes,
+    junk_separation,
+    template_matrix,
+    template_spread,
+    tsne_frame,
+)
+from rxlib.explain.gradcam import (
+    ClassTarget,
+    LayerRecorder,
+    grad_cam,
+    minmax_normalise,
+    resolve_layer,
+    upsample_cam,
+)
+from rxlib.explain.gradcamo import (
+    grad_camo_image,
+    grad_camo_per_cell,
+    grad_camo_score,
+    grad_camo_set,
+    load_truth_masks,
+    segment_cells,
+    segmentation_scores,
+    segmentation_table,
+    truth_mask_paths,
+)
+
+__all__ = [
+    "FIGURE10_LAYERS",
+    "IMPORTANCE_METHODS",
+    "ChannelMixing",
+    "ClassTarget",
+    "DCMixNet",
+    "LayerRecorder",
+    "build_dcmix_model",
+    "channel_importance_table",
+    "channel_importances",
+    "class_importance",
+    "eq15_attention",
+    "feature_separation",
+    "figure10_weights",
+    "filter_band_block_stats",
+    "filter_stats_table",
+    "grad_cam",
+    "grad_camo_image",
+    "grad_camo_per_cell",
+    "grad_camo_score",
+    "grad_camo_set",
+    "gradient_x_input",
+    "junk_classes",
+    "junk_separation",
+    "load_truth_masks",
+    "max_normalise",
+    "minmax_normalise",
+    "occlusion_importance",
+    "planted_importance",
+    "resolve_layer",
+    "segment_cells",
+    "segmentation_scores",
+    "segmentation_table",
+    "template_matrix",
+    "template_spread",
+    "truth_mask_paths",
+    "tsne_frame",
+    "upsample_cam",
+]

@@ -1,0 +1,376 @@
+"""Which channel matters: eq. 15 of the paper, channel occlusion, gradient x input, and DCMIX.
+
+Every method returns an importance per image and channel, ``(B, C)``; :func:`channel_importance_table`
+scores them against the planted importances of the synthetic data set.
+
+Eq. 15 as printed (Sharma & Krishnamurthi 2022, section 5)::
+
+    Attention_i = || L_CAM(Image) - Image_i ||_2 ,   then max-normalised over the channels.
+
+The text says "a higher number ... suggests that the attention map is concordant with the channel",
+yet a larger distance means *less* agreement. Both readings are here: ``reading='printed'`` (the
+distance itself) and ``reading='agreement'`` (one minus the root-mean-square distance, so larger means
+closer). The evaluation on planted channels says which one recovers them.
+
+DCMIX (Learning Channel Importance for High Content Imaging with Interpretable Deep Input Channel
+Mixing): a trainable layer in front of the network mixes the input channels by alpha compositing with
+non-negative weights that sum to one (a softmax over learnable logits); the learnt weights are the
+channel importance.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import spearmanr
+from torch import nn
+
+from rxlib.explain.gradcam import Target, _as_targets, minmax_normalise
+
+
+def _check_images(images: torch.Tensor) -> None:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4:
+        raise ValueError(f"images must be a (B, C, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+
+
+def max_normalise(values: torch.Tensor | np.ndarray, eps: float = 1e-12) -> torch.Tensor | np.ndarray:
+    """Divide each row of ``(B, C)`` values by its largest absolute value."""
+    if isinstance(values, torch.Tensor):
+        return values / values.abs().amax(dim=-1, keepdim=True).clamp_min(eps)
+    values = np.asarray(values, dtype=np.float64)
+    return values / np.maximum(np.abs(values).max(axis=-1, keepdims=True), eps)
+
+
+def eq15_attention(
+    cam: torch.Tensor,
+    images: torch.Tensor,
+    *,
+    reading: str = "printed",
+    scale_channels: bool = True,
+) -> torch.Tensor:
+    """Channel attention of eq. 15: distance between the CAM and each image channel.
+
+    Args:
+        cam: ``(B, H, W)`` or ``(H, W)`` CAM at the image's resolution, min-max normalised to [0, 1]
+            (``grad_cam(..., upsample=True, normalise=True)``).
+        images: ``(B, C, H, W)`` or ``(C, H, W)``; not modified.
+        reading: ``'printed'``: ``Attention_i = ||L_CAM - Image_i||_2`` max-normalised, exactly as
+            printed (larger = further from the CAM). ``'agreement'``: ``1 - ||L_CAM - Image_i||_2 /
+            sqrt(H W)`` (one minus the RMS distance, in [0, 1] for maps in [0, 1]), max-normalised;
+            larger = closer to the CAM, the meaning the paper's text gives.
+        scale_channels: min-max scale each channel to [0, 1] before the distance (the paper does
+            not say; without it a channel's brightness decides its distance). False uses raw values.
+
+    Returns:
+        ``(B, C)`` (or ``(C,)`` for unbatched input) attention, maximum 1 per image.
+
+    Raises:
+        ValueError: shapes that do not match, or an unknown reading.
+    """
+    if reading not in ("printed", "agreement"):
+        raise ValueError(f"reading must be 'printed' or 'agreement', got {reading!r}")
+    unbatched = images.ndim == 3
+    if unbatched:
+        images, cam = images[None], cam[None]
+    _check_images(images)
+    if cam.shape != (images.shape[0], *images.shape[2:]):
+        raise ValueError(f"cam of shape {tuple(cam.shape)} does not match images {tuple(images.shape)}; "
+                         "upsample the CAM to the image size")
+    images = images.to(device=cam.device, dtype=torch.float32)
+    if scale_channels:
+        b, c, h, w = images.shape
+        images = minmax_normalise(images.reshape(b * c, h, w)).reshape(b, c, h, w)
+    distance = torch.linalg.vector_norm(images - cam[:, None].float(), dim=(2, 3))
+    if reading == "printed":
+        attention = distance
+    else:
+        attention = (1.0 - distance / np.sqrt(images.shape[2] * images.shape[3])).clamp_min(0.0)
+    attention = max_normalise(attention)
+    return attention[0] if unbatched else attention
+
+
+def _scores(model: nn.Module, images: torch.Tensor, cell_type: torch.Tensor | None, targets: list[Target]) -> torch.Tensor:
+    output = model(images) if cell_type is None else model(images, cell_type)
+    if isinstance(output, dict):
+        per_sample = [{k: v[i] for k, v in output.items()} for i in range(images.shape[0])]
+    else:
+        per_sample = [output[i] for i in range(images.shape[0])]
+    return torch.stack([t(o).reshape(()) for t, o in zip(targets, per_sample)])
+
+
+def _prepare(model: nn.Module, images: torch.Tensor, cell_type: torch.Tensor | None, targets, head: str):
+    _check_images(images)
+    device = next(model.parameters()).device
+    images = images.to(device)
+    cell_type = None if cell_type is None else cell_type.to(device)
+    if targets is None:  # the predicted class needs a forward pass
+        with torch.no_grad():
+            output = model(images) if cell_type is None else model(images, cell_type)
+        scores = output[head] if isinstance(output, dict) else output
+    else:
+        scores = torch.empty(images.shape[0], 1)
+    return images, cell_type, _as_targets(targets, scores, head)
+
+
+def occlusion_importance(
+    model: nn.Module,
+    images: torch.Tensor,
+    cell_type: torch.Tensor | None = None,
+    targets: int | Target | Sequence[int | Target] | None = None,
+    *,
+    fill: str = "mean",
+    head: str = "logits",
+) -> torch.Tensor:
+    """Drop of the target score when one channel is replaced, for each channel.
+
+    Args:
+        model, images, cell_type, targets, head: as :func:`~rxlib.explain.gradcam.grad_cam`.
+        fill: ``'mean'`` (the channel's own spatial mean per image: removes its structure, keeps its
+            level) or ``'zero'``.
+
+    Returns:
+        ``(B, C)`` tensor: ``score(image) - score(image with channel c filled)``; larger = more important.
+    """
+    if fill not in ("mean", "zero"):
+        raise ValueError(f"fill must be 'mean' or 'zero', got {fill!r}")
+    was_training = model.training
+    model.eval()
+    try:
+        images, cell_type, target_fns = _prepare(model, images, cell_type, targets, head)
+        with torch.no_grad():
+            base = _scores(model, images, cell_type, target_fns)
+            drops = []
+            for c in range(images.shape[1]):
+                occluded = images.clone()
+                occluded[:, c] = images[:, c].mean(dim=(1, 2), keepdim=True) if fill == "mean" else 0.0
+                drops.append(base - _scores(model, occluded, cell_type, target_fns))
+    finally:
+        model.train(was_training)
+    return torch.stack(drops, dim=1)
+
+
+def gradient_x_input(
+    model: nn.Module,
+    images: torch.Tensor,
+    cell_type: torch.Tensor | None = None,
+    targets: int | Target | Sequence[int | Target] | None = None,
+    *,
+    head: str = "logits",
+    absolute: bool = False,
+) -> torch.Tensor:
+    """Gradient of the target score times the input, summed over the pixels of each channel.
+
+    Args:
+        model, images, cell_type, targets, head: as :func:`~rxlib.explain.gradcam.grad_cam`.
+        absolute: sum ``|grad * input|`` instead of the signed product.
+
+    Returns:
+        ``(B, C)`` tensor; the input is not modified (a detached copy gets the gradient).
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        images, cell_type, target_fns = _prepare(model, images, cell_type, targets, head)
+        x = images.detach().clone().requires_grad_(True)
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(_scores(model, x, cell_type, target_fns).sum(), x)
+    finally:
+        model.train(was_training)
+    product = grad * images
+    return (product.abs() if absolute else product).sum(dim=(2, 3)).detach()
+
+
+# --- DCMIX ------------------------------------------------------------------------------------------
+
+
+class ChannelMixing(nn.Module):
+    """Alpha compositing of input channels into ``out_channels`` mixtures with learnt weights.
+
+    ``mixed_j = sum_i w_ji x_i`` with ``w_j = softmax(logits_j)``, so the weights of each mixture are
+    non-negative and sum to one. Starts uniform (all logits zero) unless ``init='identity'``.
+
+    Args:
+        in_channels: channels of the image (6).
+        out_channels: mixtures fed to the network.
+        temperature: softmax temperature (lower = sharper weights).
+        init: ``'uniform'`` or ``'identity'`` (mixture j starts near channel j; needs equal counts).
+    """
+
+    def __init__(self, in_channels: int = 6, out_channels: int = 1, *, temperature: float = 1.0, init: str = "uniform") -> None:
+        super().__init__()
+        if in_channels < 1 or out_channels < 1 or temperature <= 0:
+            raise ValueError(f"bad ChannelMixing sizes: in {in_channels}, out {out_channels}, temperature {temperature}")
+        self.in_channels, self.out_channels, self.temperature = in_channels, out_channels, temperature
+        logits = torch.zeros(out_channels, in_channels)
+        if init == "identity":
+            if in_channels != out_channels:
+                raise ValueError("init='identity' needs in_channels == out_channels")
+            logits += 4.0 * torch.eye(in_channels)
+        elif init != "uniform":
+            raise ValueError(f"init must be 'uniform' or 'identity', got {init!r}")
+        self.logits = nn.Parameter(logits)
+
+    def weights(self) -> torch.Tensor:
+        """``(out_channels, in_channels)`` mixing weights; each row non-negative, summing to 1."""
+        return torch.softmax(self.logits / self.temperature, dim=1)
+
+    def importance(self) -> torch.Tensor:
+        """``(in_channels,)`` channel importance: the mixing weights averaged over mixtures (sums to 1)."""
+        return self.weights().mean(dim=0).detach()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != self.in_channels:
+            raise ValueError(f"ChannelMixing expects (B, {self.in_channels}, H, W), got {tuple(images.shape)}")
+        return torch.einsum("oc,bchw->bohw", self.weights().to(images.dtype), images)
+
+
+class DCMixNet(nn.Module):
+    """A network with a DCMIX :class:`ChannelMixing` layer in front.
+
+    The mixing layer maps ``in_channels`` image channels to the ``inner.in_channels`` inputs of the
+    wrapped network (build it with ``build_model(arch, n, in_channels=k)`` for k mixtures; k = 1 puts
+    the most pressure on the weights). ``forward(images, *rest)`` calls ``inner(mix(images), *rest)``,
+    so the cell type is passed through and the output is the inner network's.
+
+    Args:
+        inner: the network (an RxNet or any module with ``in_channels``, or give ``out_channels``).
+        in_channels: image channels (6).
+        out_channels: mixtures; default ``inner.in_channels``.
+        **mixing_kwargs: passed to :class:`ChannelMixing`.
+    """
+
+    def __init__(self, inner: nn.Module, in_channels: int = 6, out_channels: int | None = None, **mixing_kwargs) -> None:
+        super().__init__()
+        if out_channels is None:
+            if not hasattr(inner, "in_channels"):
+                raise ValueError(f"{type(inner).__name__} has no in_channels; give out_channels")
+            out_channels = int(inner.in_channels)
+        self.in_channels = in_channels
+        self.mix = ChannelMixing(in_channels, out_channels, **mixing_kwargs)
+        self.inner = inner
+
+    def forward(self, images: torch.Tensor, *args, **kwargs):
+        return self.inner(self.mix(images), *args, **kwargs)
+
+    def channel_importance(self) -> torch.Tensor:
+        """``(in_channels,)`` learnt channel importance (sums to 1)."""
+        return self.mix.importance()
+
+
+def build_dcmix_model(arch: str, n_classes: int, *, in_channels: int = 6, n_mixtures: int = 1, **model_kwargs) -> DCMixNet:
+    """``build_model(arch, n_classes, in_channels=n_mixtures)`` behind a DCMIX layer from ``in_channels``."""
+    from rxlib.models import build_model
+
+    return DCMixNet(build_model(arch, n_classes, in_channels=n_mixtures, **model_kwargs), in_channels=in_channels)
+
+
+# --- scoring against planted importances ------------------------------------------------------------
+
+
+def planted_importance(classes: pd.DataFrame) -> pd.DataFrame:
+    """The planted per-class channel importance from ``truth/classes.csv`` of the synthetic data set.
+
+    Returns:
+        DataFrame indexed by ``class_id`` with columns ``w1``..``w6``.
+    """
+    cols = [c for c in classes.columns if c.startswith("importance_w")]
+    if not cols or "class_id" not in classes.columns:
+        raise ValueError(f"classes table needs class_id and importance_w1.. columns, got {list(classes.columns)}")
+    return classes.set_index("class_id")[cols].rename(columns=lambda c: c.replace("importance_", ""))
+
+
+def class_importance(importance: np.ndarray | torch.Tensor, labels: Sequence[int] | np.ndarray) -> pd.DataFrame:
+    """Aggregate per-image importances ``(N, C)`` per class: mean of the max-normalised rows."""
+    values = np.asarray(importance.detach().cpu() if isinstance(importance, torch.Tensor) else importance, dtype=np.float64)
+    labels = np.asarray(labels)
+    if values.ndim != 2 or len(values) != len(labels):
+        raise ValueError(f"importance {values.shape} and labels {labels.shape} do not match (need (N, C) and (N,))")
+    frame = pd.DataFrame(max_normalise(values), columns=[f"w{i + 1}" for i in range(values.shape[1])])
+    frame["class_id"] = labels
+    return frame.groupby("class_id").mean()
+
+
+def channel_importance_table(
+    importances: dict[str, np.ndarray | torch.Tensor | pd.DataFrame],
+    labels: Sequence[int] | np.ndarray | None,
+    planted: pd.DataFrame,
+) -> pd.DataFrame:
+    """Score channel-importance methods against planted importances.
+
+    Args:
+        importances: method name -> per-image ``(N, C)`` importances (aggregated per class with
+            ``labels``), or a DataFrame already indexed by class id with one column per channel
+            (a per-class answer such as DCMIX weights).
+        labels: class of each image (needed for per-image arrays).
+        planted: DataFrame indexed by class id, columns ``w1``..``wC`` (:func:`planted_importance`).
+            Classes whose planted importance is constant (controls, no phenotype) are skipped.
+
+    Returns:
+        One row per method: ``method``, ``n_classes``, ``top1_agreement`` (fraction of classes whose
+        top channel is the planted top channel), ``spearman_mean`` and ``spearman_median`` (rank
+        correlation with the planted importance, per class; NaN where the estimate is constant).
+    """
+    informative = planted[planted.std(axis=1) > 0]
+    rows = []
+    for method, values in importances.items():
+        per_class = values if isinstance(values, pd.DataFrame) else class_importance(values, labels)
+        per_class = per_class.reindex(columns=informative.columns)
+        common = informative.index.intersection(per_class.index)
+        hits, rhos = [], []
+        for cid in common:
+            est, truth = per_class.loc[cid].to_numpy(float), informative.loc[cid].to_numpy(float)
+            hits.append(int(np.argmax(est) == np.argmax(truth)))
+            rhos.append(spearmanr(est, truth).statistic if np.std(est) > 0 else np.nan)
+        rows.append({
+            "method": method, "n_classes": len(common),
+            "top1_agreement": float(np.mean(hits)) if hits else np.nan,
+            "spearman_mean": float(np.nanmean(rhos)) if np.any(np.isfinite(rhos)) else np.nan,
+            "spearman_median": float(np.nanmedian(rhos)) if np.any(np.isfinite(rhos)) else np.nan,
+        })
+    return pd.DataFrame(rows, columns=["method", "n_classes", "top1_agreement", "spearman_mean", "spearman_median"])
+
+
+#: Methods computed by :func:`channel_importances`, in table order.
+IMPORTANCE_METHODS: tuple[str, ...] = ("eq15_printed", "eq15_agreement", "occlusion_mean", "occlusion_zero", "grad_x_input")
+
+
+def channel_importances(
+    model: nn.Module,
+    images: torch.Tensor,
+    cell_type: torch.Tensor | None = None,
+    targets: int | Target | Sequence[int | Target] | None = None,
+    *,
+    layer: str | nn.Module = "denseblock4",
+    methods: Sequence[str] = IMPORTANCE_METHODS,
+    head: str = "logits",
+) -> dict[str, torch.Tensor]:
+    """Every per-image channel importance of one batch, ready for :func:`channel_importance_table`.
+
+    Args:
+        model, images, cell_type, targets, head: as :func:`~rxlib.explain.gradcam.grad_cam`
+            (targets are usually the true classes, so that the planted phenotype is explained).
+        layer: Grad-CAM layer for eq. 15 (the paper's Figure 12 uses ``denseblock4.denselayer24``).
+        methods: any of :data:`IMPORTANCE_METHODS`.
+
+    Returns:
+        method -> ``(B, C)`` tensor on the CPU.
+    """
+    from rxlib.explain.gradcam import grad_cam
+
+    unknown = set(methods) - set(IMPORTANCE_METHODS)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {IMPORTANCE_METHODS}")
+    out: dict[str, torch.Tensor] = {}
+    if any(m.startswith("eq15") for m in methods):
+        cam = grad_cam(model, images, cell_type, targets, layer=layer, head=head, upsample=True, normalise=True)
+        for reading in ("printed", "agreement"):
+            if f"eq15_{reading}" in methods:
+                out[f"eq15_{reading}"] = eq15_attention(cam, images, reading=reading)
+    for fill in ("mean", "zero"):
+        if f"occlusion_{fill}" in methods:
+            out[f"occlusion_{fill}"] = occlusion_importance(model, images, cell_type, targets, fill=fill, head=head)
+    if "grad_x_input" in methods:
+        out["grad_x_input"] = gradient_x_input(model, images, cell_type, targets, head=head)
+    return {m: out[m].detach().cpu() for m in methods}

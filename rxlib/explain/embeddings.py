@@ -1,0 +1,196 @@
+"""Templates, feature vectors and 1x1 filters (Sharma & Krishnamurthi 2022, sections 4.5-4.6, Figures 7-10).
+
+- Templates: the rows of the softmax head's weight ``W`` (eq. 13, ``p' = Wx``) and the arc-margin
+  templates; :func:`template_spread` puts a number on "more spread apart" (Figure 7), and
+  :func:`junk_classes` marks classes without training samples (Figure 8).
+- Features: :func:`feature_separation` is the silhouette score of the embeddings by class (Figure 9).
+- t-SNE: :func:`tsne_frame` embeds any vectors in 2-d with scikit-learn.
+- Filters (Figure 10): :func:`filter_band_block_stats` measures the "vertical bands" (filters whose
+  weights are nearly equal over the input channels, a plain average) and "blocks" (near-duplicate
+  filters, adjacent or not).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.cluster.hierarchy import DisjointSet
+from torch import nn
+
+
+def template_matrix(model: nn.Module, head: str = "softmax") -> np.ndarray:
+    """The ``(n_classes, embedding_dim)`` class templates of one head, as a float64 array.
+
+    Args:
+        model: an RxNet (or a :class:`~rxlib.explain.channels.DCMixNet` around one).
+        head: ``'softmax'`` (``softmax_head.weight``) or ``'arc'`` (``arc_templates``).
+    """
+    model = getattr(model, "inner", model)
+    if head == "softmax":
+        weight = model.softmax_head.weight
+    elif head in ("arc", "arcmargin", "cosine"):
+        weight = model.arc_templates
+    else:
+        raise ValueError(f"head must be 'softmax' or 'arc', got {head!r}")
+    return weight.detach().cpu().double().numpy()
+
+
+def junk_classes(n_classes: int, train_labels: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Boolean ``(n_classes,)``: True for classes with no training sample (the paper's junk classes)."""
+    labels = np.asarray(train_labels, dtype=np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"train labels must be in 0..{n_classes - 1}, got {labels.min()}..{labels.max()}")
+    return np.bincount(labels, minlength=n_classes) == 0
+
+
+def template_spread(templates: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean pairwise cosine distance ``1 - cos`` between templates (0 = all parallel, 1 = orthogonal on average).
+
+    Args:
+        templates: ``(K, D)``.
+        mask: optional boolean ``(K,)`` selecting the templates (e.g. ``~junk``).
+    """
+    t = np.asarray(templates, dtype=np.float64)
+    if t.ndim != 2:
+        raise ValueError(f"templates must be (K, D), got shape {t.shape}")
+    if mask is not None:
+        t = t[np.asarray(mask, dtype=bool)]
+    if len(t) < 2:
+        raise ValueError(f"need at least two templates, got {len(t)}")
+    t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    cos = t @ t.T
+    k = len(t)
+    return float(1.0 - (cos.sum() - np.trace(cos)) / (k * (k - 1)))
+
+
+def junk_separation(templates: np.ndarray, junk: np.ndarray) -> float:
+    """Silhouette score (cosine) of templates split into junk and actual classes (Figure 8's separate cluster)."""
+    from sklearn.metrics import silhouette_score
+
+    junk = np.asarray(junk, dtype=bool)
+    if junk.all() or not junk.any():
+        raise ValueError("need both junk and actual classes to measure their separation")
+    return float(silhouette_score(np.asarray(templates, dtype=np.float64), junk.astype(int), metric="cosine"))
+
+
+def feature_separation(features: np.ndarray, labels: Sequence[int] | np.ndarray, metric: str = "cosine") -> float:
+    """Silhouette score of feature vectors grouped by class (-1..1; higher = better separated clusters).
+
+    Raises:
+        ValueError: shapes differ or fewer than two classes.
+    """
+    from sklearn.metrics import silhouette_score
+
+    x, y = np.asarray(features, dtype=np.float64), np.asarray(labels)
+    if x.ndim != 2 or len(x) != len(y):
+        raise ValueError(f"features {x.shape} and labels {y.shape} do not match")
+    if len(np.unique(y)) < 2 or len(np.unique(y)) >= len(y):
+        raise ValueError(f"silhouette needs 2..n-1 classes, got {len(np.unique(y))} for {len(y)} samples")
+    return float(silhouette_score(x, y, metric=metric))
+
+
+def tsne_frame(vectors: np.ndarray, *, labels: Sequence | None = None, junk: np.ndarray | None = None,
+               perplexity: float = 30.0, seed: int = 0, metric: str = "cosine") -> pd.DataFrame:
+    """2-d t-SNE of vectors (templates or features) as a DataFrame ready to plot.
+
+    Args:
+        vectors: ``(N, D)``.
+        labels: optional class per row (column ``label``).
+        junk: optional boolean per row (column ``junk``), e.g. from :func:`junk_classes`.
+        perplexity: clipped to ``(N - 1) / 3`` for small N.
+        seed: random state, for reproducible pictures.
+        metric: distance for t-SNE (cosine suits templates, whose direction matters).
+
+    Returns:
+        Columns ``x``, ``y`` (+ ``label``, ``junk`` if given).
+    """
+    from sklearn.manifold import TSNE
+
+    x = np.asarray(vectors, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 4:
+        raise ValueError(f"t-SNE needs (N >= 4, D) vectors, got shape {x.shape}")
+    perplexity = float(min(perplexity, max((len(x) - 1) / 3.0, 1.0)))
+    xy = TSNE(n_components=2, perplexity=perplexity, random_state=seed, init="pca", metric=metric).fit_transform(x)
+    frame = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1]})
+    for name, values in (("label", labels), ("junk", junk)):
+        if values is not None:
+            values = np.asarray(values)
+            if len(values) != len(x):
+                raise ValueError(f"{name} has {len(values)} entries for {len(x)} vectors")
+            frame[name] = values
+    return frame
+
+
+# --- Figure 10: 1x1 filters -------------------------------------------------------------------------
+
+#: The two layers of the paper's Figure 10: (dense block, dense layer), 1-based.
+FIGURE10_LAYERS: tuple[tuple[int, int], ...] = ((1, 6), (2, 2))
+
+
+def figure10_weights(model: nn.Module, layers: Sequence[tuple[int, int]] = FIGURE10_LAYERS) -> dict[str, np.ndarray]:
+    """The 1x1 filter matrices ``(out, in)`` of the Figure 10 layers, keyed ``'DB(1),DL(6)'`` etc.
+
+    Raises:
+        ValueError: not a DenseNet, or a block/layer the model lacks (from
+            :func:`rxlib.models.dense_layer_1x1_weights`, naming the valid range).
+    """
+    from rxlib.models import dense_layer_1x1_weights
+
+    model = getattr(model, "inner", model)
+    return {f"DB({b}),DL({l})": dense_layer_1x1_weights(model, b, l).double().numpy() for b, l in layers}
+
+
+def filter_band_block_stats(weights: np.ndarray | torch.Tensor, *, band_tol: float = 0.1,
+                            duplicate_cos: float = 0.99) -> dict[str, float]:
+    """Measure the repeated bands and blocks of a 1x1 filter matrix (paper section 4.6).
+
+    A filter (row k of ``(out_channels, in_channels)``) is a *band* when its weights are nearly the
+    same for every input channel: ``std(w_k) <= band_tol * rms(w_k)`` (an average of the input, the
+    paper's ``I_avg,k``). Two filters are *near-duplicates* when the cosine of their weight vectors
+    (an uncentred correlation, defined also for constant rows) is at least ``duplicate_cos``; the
+    duplicate groups are the connected components, and a *block* is a run of adjacent duplicates.
+
+    Returns:
+        ``n_filters``, ``n_inputs``, ``band_fraction`` (share of band filters), ``n_duplicate_filters``
+        (filters with at least one near-duplicate), ``duplicate_fraction``, ``n_duplicate_groups``,
+        ``largest_group``, ``n_blocks`` (runs of >= 2 adjacent near-duplicate filters) and
+        ``redundant_fraction`` (1 - groups-plus-singletons / filters: the share of filters that
+        add nothing new).
+    """
+    w = weights.detach().cpu().numpy() if isinstance(weights, torch.Tensor) else np.asarray(weights)
+    w = w.astype(np.float64)
+    if w.ndim == 4 and w.shape[2:] == (1, 1):
+        w = w[:, :, 0, 0]
+    if w.ndim != 2 or min(w.shape) < 1:
+        raise ValueError(f"weights must be an (out_channels, in_channels) matrix, got shape {w.shape}")
+    n_out, n_in = w.shape
+    rms = np.sqrt((w ** 2).mean(axis=1))
+    band = (w.std(axis=1) <= band_tol * rms) & (rms > 0)
+    unit = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
+    close = unit @ unit.T >= duplicate_cos
+    np.fill_diagonal(close, False)
+    groups = DisjointSet(range(n_out))
+    for i, j in zip(*np.nonzero(np.triu(close))):
+        groups.merge(int(i), int(j))
+    subsets = groups.subsets()
+    adjacent = np.array([close[k, k + 1] for k in range(n_out - 1)], dtype=bool)
+    n_blocks = int(np.sum(adjacent[1:] & ~adjacent[:-1]) + (adjacent[0] if len(adjacent) else 0))
+    has_dup = close.any(axis=1)
+    return {
+        "n_filters": n_out, "n_inputs": n_in,
+        "band_fraction": float(band.mean()),
+        "n_duplicate_filters": int(has_dup.sum()),
+        "duplicate_fraction": float(has_dup.mean()),
+        "n_duplicate_groups": int(sum(len(s) > 1 for s in subsets)),
+        "largest_group": int(max(len(s) for s in subsets)),
+        "n_blocks": n_blocks,
+        "redundant_fraction": float(1.0 - len(subsets) / n_out),
+    }
+
+
+def filter_stats_table(model: nn.Module, layers: Sequence[tuple[int, int]] = FIGURE10_LAYERS, **kwargs) -> pd.DataFrame:
+    """:func:`filter_band_block_stats` for each Figure 10 layer of a model, one row per layer."""
+    return pd.DataFrame([{"layer": name, **filter_band_block_stats(w, **kwargs)}
+                         for name, w in figure10_weights(model, layers).items()])

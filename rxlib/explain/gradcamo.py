@@ -1,0 +1,229 @@
+"""Grad-CAMO (Ma, Gopalakrishnan & Xie 2024): how much of the Grad-CAM attention falls on the cells.
+
+Grad-CAMO is the share of a CAM's mass inside the cell(s) of interest: ``sum(cam * mask) / sum(cam)``,
+in [0, 1]; 1 means all attention on the cell, the share of the image the mask covers is what a
+uniform map gets. It is computed per cell (a label image, one share per label), per image (all cells
+together) and averaged over a set.
+
+Masks come from the synthetic ground truth (``truth/masks/{experiment}/Plate{p}/{well}_s{site}_cells.png``,
+uint16 cell labels, and ``_phenotype.png``, where the phenotype was planted) or, for real images, from
+:mod:`rxlib.segmentation` (nuclei from w1 grown into cells); :func:`segmentation_scores` scores the
+latter against the former.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from rxlib.segmentation import grow_cells, segment_nuclei
+
+
+def _as_map(cam, name: str = "cam") -> np.ndarray:
+    if hasattr(cam, "detach"):
+        cam = cam.detach().cpu().numpy()
+    cam = np.asarray(cam, dtype=np.float64)
+    if cam.ndim != 2:
+        raise ValueError(f"{name} must be a 2-d (H, W) map, got shape {cam.shape}")
+    return cam
+
+
+def grad_camo_score(cam, mask) -> float:
+    """Share of the attention inside ``mask``.
+
+    Args:
+        cam: ``(H, W)`` non-negative map at the mask's resolution (numpy or torch).
+        mask: ``(H, W)`` boolean (or label: non-zero = inside) mask.
+
+    Returns:
+        ``sum(cam[mask]) / sum(cam)``; NaN for an all-zero CAM.
+
+    Raises:
+        ValueError: shapes differ or the CAM has negative values.
+    """
+    cam = _as_map(cam)
+    mask = np.asarray(mask) != 0
+    if mask.shape != cam.shape:
+        raise ValueError(f"mask of shape {mask.shape} does not match cam {cam.shape}; upsample the CAM")
+    if cam.min() < 0:
+        raise ValueError(f"cam has negative values (min {cam.min():.3g}); Grad-CAM maps are ReLU'd")
+    total = cam.sum()
+    return float(cam[mask].sum() / total) if total > 0 else float("nan")
+
+
+def grad_camo_per_cell(cam, labels) -> pd.DataFrame:
+    """Grad-CAMO of every cell of a label image.
+
+    Args:
+        cam: ``(H, W)`` non-negative map.
+        labels: ``(H, W)`` integer labels, 0 = background.
+
+    Returns:
+        DataFrame with ``cell`` (label), ``area_fraction`` (share of the image the cell covers, the
+        score a uniform map would get) and ``grad_camo``; one row per label present.
+    """
+    cam = _as_map(cam)
+    labels = np.asarray(labels)
+    if labels.shape != cam.shape:
+        raise ValueError(f"labels of shape {labels.shape} do not match cam {cam.shape}")
+    ids = np.unique(labels[labels > 0])
+    total = cam.sum()
+    sums = np.bincount(labels.ravel().astype(np.int64), weights=cam.ravel(), minlength=int(labels.max(initial=0)) + 1)
+    areas = np.bincount(labels.ravel().astype(np.int64), minlength=len(sums))
+    return pd.DataFrame({
+        "cell": ids.astype(int),
+        "area_fraction": areas[ids] / labels.size,
+        "grad_camo": sums[ids] / total if total > 0 else np.nan,
+    })
+
+
+def grad_camo_image(cam, labels) -> dict[str, float]:
+    """Grad-CAMO of one image: attention on all cells together versus the background.
+
+    Returns:
+        ``{'grad_camo': share inside any cell, 'background': 1 - that, 'cell_fraction': share of the
+        image covered by cells, 'enrichment': grad_camo / cell_fraction, 'mean_per_cell': mean of the
+        per-cell shares, 'n_cells': number of cells}``.
+    """
+    labels = np.asarray(labels)
+    score = grad_camo_score(cam, labels > 0)
+    cell_fraction = float((labels > 0).mean())
+    per_cell = grad_camo_per_cell(cam, labels)
+    return {
+        "grad_camo": score,
+        "background": 1.0 - score if np.isfinite(score) else float("nan"),
+        "cell_fraction": cell_fraction,
+        "enrichment": score / cell_fraction if cell_fraction > 0 else float("nan"),
+        "mean_per_cell": float(per_cell["grad_camo"].mean()) if len(per_cell) else float("nan"),
+        "n_cells": len(per_cell),
+    }
+
+
+def grad_camo_set(cams: Iterable, label_images: Iterable, keys: Sequence | None = None) -> pd.DataFrame:
+    """Per-image Grad-CAMO over a set of images.
+
+    Args:
+        cams: ``(H, W)`` maps (or one ``(N, H, W)`` array/tensor).
+        label_images: matching label images.
+        keys: optional identifiers per image (e.g. site ids), stored in a ``key`` column.
+
+    Returns:
+        One row per image with the fields of :func:`grad_camo_image`; ``frame.mean(numeric_only=True)``
+        gives the set average.
+    """
+    rows = [grad_camo_image(c, l) for c, l in zip(cams, label_images, strict=True)]
+    frame = pd.DataFrame(rows)
+    if keys is not None:
+        if len(keys) != len(frame):
+            raise ValueError(f"{len(keys)} keys for {len(frame)} images")
+        frame.insert(0, "key", list(keys))
+    return frame
+
+
+# --- masks ------------------------------------------------------------------------------------------
+
+
+def truth_mask_paths(root: str | Path, experiment: str, plate: int, well: str, site: int) -> dict[str, Path]:
+    """Paths of the synthetic ground-truth masks of a site: ``{'cells': ..., 'phenotype': ...}``."""
+    folder = Path(root) / "truth" / "masks" / experiment / f"Plate{int(plate)}"
+    return {kind: folder / f"{well}_s{int(site)}_{kind}.png" for kind in ("cells", "phenotype")}
+
+
+def load_truth_masks(root: str | Path, experiment: str, plate: int, well: str, site: int) -> dict[str, np.ndarray]:
+    """The synthetic ground truth of one site: cell labels (int32) and the phenotype mask (bool).
+
+    Raises:
+        FileNotFoundError: the data set has no ground truth for this site (names the file).
+    """
+    from rxlib.io import read_png
+
+    out = {}
+    for kind, path in truth_mask_paths(root, experiment, plate, well, site).items():
+        if not path.exists():
+            raise FileNotFoundError(f"no ground-truth mask {path} (is {root} a synthetic data set?)")
+        image = read_png(path)
+        out[kind] = image.astype(np.int32) if kind == "cells" else image > 0
+    return out
+
+
+def segment_cells(image: np.ndarray, *, cytoplasm_channels: Sequence[int] = (1, 2, 3, 4, 5),
+                  max_distance: float = 20.0, min_area: int = 8) -> np.ndarray:
+    """Cell labels of a ``(C, H, W)`` site: nuclei from w1 grown into the summed cytoplasm channels.
+
+    Args:
+        image: the six-channel stack (w1 first).
+        cytoplasm_channels: 0-based channels summed (each min-max scaled) as the cytoplasm signal.
+        max_distance: how far (pixels) a cell may extend from its nucleus; scale with the image size.
+        min_area: smallest nucleus kept.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim != 3:
+        raise ValueError(f"expected a (C, H, W) stack, got shape {image.shape}")
+    if max(cytoplasm_channels, default=0) >= image.shape[0]:
+        raise ValueError(f"cytoplasm channels {tuple(cytoplasm_channels)} out of range for {image.shape[0]} channels")
+    nuclei = segment_nuclei(image[0], min_area=min_area)
+    scaled = [(c - c.min()) / max(float(c.max() - c.min()), 1e-12) for c in image[list(cytoplasm_channels)]]
+    return grow_cells(nuclei, np.sum(scaled, axis=0), max_distance=max_distance)
+
+
+def segmentation_scores(predicted: np.ndarray, truth: np.ndarray, *, match_iou: float = 0.5) -> dict[str, float]:
+    """Foreground Dice / IoU and object matching of a predicted label image against the truth.
+
+    Args:
+        predicted, truth: ``(H, W)`` label images (0 = background).
+        match_iou: IoU above which a predicted cell matches a true one (unique above 0.5).
+
+    Returns:
+        ``dice``, ``iou`` (foreground), ``n_true``, ``n_predicted``, ``n_matched``, ``precision``,
+        ``recall`` (object level) and ``mean_matched_iou``.
+    """
+    predicted, truth = np.asarray(predicted), np.asarray(truth)
+    if predicted.shape != truth.shape:
+        raise ValueError(f"predicted labels {predicted.shape} and truth {truth.shape} differ in shape")
+    p, t = predicted > 0, truth > 0
+    inter, union, total = (p & t).sum(), (p | t).sum(), p.sum() + t.sum()
+    n_p, n_t = int(predicted.max(initial=0)), int(truth.max(initial=0))
+    # contingency of labels -> object IoUs
+    joint = np.bincount(predicted.ravel().astype(np.int64) * (n_t + 1) + truth.ravel().astype(np.int64),
+                        minlength=(n_p + 1) * (n_t + 1)).reshape(n_p + 1, n_t + 1)
+    area_p, area_t = joint.sum(axis=1), joint.sum(axis=0)
+    iou = joint[1:, 1:] / np.maximum(area_p[1:, None] + area_t[None, 1:] - joint[1:, 1:], 1)
+    present_p = np.flatnonzero(area_p[1:] > 0)
+    present_t = np.flatnonzero(area_t[1:] > 0)
+    matched = iou[np.ix_(present_p, present_t)] > match_iou if len(present_p) and len(present_t) else np.zeros((0, 0), bool)
+    n_matched = int(matched.any(axis=0).sum()) if matched.size else 0
+    return {
+        "dice": float(2 * inter / total) if total else 1.0,
+        "iou": float(inter / union) if union else 1.0,
+        "n_true": len(present_t), "n_predicted": len(present_p), "n_matched": n_matched,
+        "precision": n_matched / len(present_p) if len(present_p) else float("nan"),
+        "recall": n_matched / len(present_t) if len(present_t) else float("nan"),
+        "mean_matched_iou": float(iou[np.ix_(present_p, present_t)][matched].mean()) if n_matched else float("nan"),
+    }
+
+
+def segmentation_table(root: str | Path, metadata: pd.DataFrame, **segment_kwargs) -> pd.DataFrame:
+    """Score :func:`segment_cells` against the synthetic ground truth for every site of ``metadata``.
+
+    Args:
+        root: synthetic data root (images and ``truth/``).
+        metadata: rows with ``experiment``, ``plate``, ``well``, ``site``, ``cell_type``
+            (as :func:`rxlib.data.read_metadata` gives).
+        **segment_kwargs: passed to :func:`segment_cells`.
+
+    Returns:
+        One row per site with the fields of :func:`segmentation_scores`; aggregate per cell type with
+        ``frame.groupby('cell_type').mean(numeric_only=True)``.
+    """
+    from rxlib.data.images import load_site
+
+    rows = []
+    for rec in metadata.itertuples(index=False):
+        image = load_site(root, rec.experiment, int(rec.plate), rec.well, int(rec.site))
+        truth = load_truth_masks(root, rec.experiment, rec.plate, rec.well, rec.site)["cells"]
+        scores = segmentation_scores(segment_cells(image, **segment_kwargs), truth)
+        rows.append({"experiment": rec.experiment, "plate": rec.plate, "well": rec.well, "site": rec.site,
+                     "cell_type": rec.cell_type, **scores})
+    return pd.DataFrame(rows)

@@ -1,0 +1,182 @@
+"""Figures of the explanations: CAM overlays on 6-channel images (Figure 11), channel attention
+(Figure 12), t-SNE of templates and features (Figures 7-9) and 1x1 filters (Figure 10).
+
+Every function takes arrays (numpy or torch) and returns a matplotlib Figure; saving is the caller's
+(:func:`rxlib.plotting.save_figure`). matplotlib is imported inside the functions.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from rxlib.config import CHANNELS
+from rxlib.plotting.composite import rgb_composite, stretch
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+
+def _array(x, name: str, ndim: int) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != ndim:
+        raise ValueError(f"{name} must have {ndim} dimensions, got shape {x.shape}")
+    return x
+
+
+def _check_pair(image: np.ndarray, cam: np.ndarray) -> None:
+    if cam.shape != image.shape[1:]:
+        raise ValueError(f"cam of shape {cam.shape} does not match the image's {image.shape[1:]}; upsample it")
+
+
+def plot_cam_overlay(image, cam, *, alpha: float = 0.45, cmap: str = "jet", title: str | None = None) -> Figure:
+    """RGB composite of a ``(C, H, W)`` image, the CAM, and the CAM over the composite (Figure 11).
+
+    Args:
+        image: ``(C, H, W)`` stack, C <= 6 (w1 first).
+        cam: ``(H, W)`` map at the image's resolution (values scaled to [0, 1] for display).
+        alpha: opacity of the CAM over the composite.
+        cmap: colour map of the CAM.
+        title: figure title.
+    """
+    import matplotlib.pyplot as plt
+
+    image, cam = _array(image, "image", 3), _array(cam, "cam", 2)
+    _check_pair(image, cam)
+    cam = stretch(cam, 0.0, 100.0)
+    rgb = rgb_composite(image)
+    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2), constrained_layout=True)
+    axes[0].imshow(rgb)
+    axes[0].set_title("composite")
+    im = axes[1].imshow(cam, cmap=cmap, vmin=0, vmax=1)
+    axes[1].set_title("Grad-CAM")
+    axes[2].imshow(rgb)
+    axes[2].imshow(cam, cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+    axes[2].set_title("overlay")
+    for ax in axes:
+        ax.set_axis_off()
+    fig.colorbar(im, ax=axes, shrink=0.8, label="attention")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_channel_overlays(image, cam, *, alpha: float = 0.45, cmap: str = "jet",
+                          channel_names: Sequence[str] | None = None, attention=None,
+                          title: str | None = None) -> Figure:
+    """Each channel in grey with the CAM over it, one panel per channel.
+
+    Args:
+        image: ``(C, H, W)`` stack (any C).
+        cam: ``(H, W)`` map at the image's resolution.
+        channel_names: panel titles (default: the RxRx1 stains for C = 6, else ``ch1``..).
+        attention: optional ``(C,)`` channel attention (eq. 15 or another method) shown in the titles.
+    """
+    import matplotlib.pyplot as plt
+
+    image, cam = _array(image, "image", 3), _array(cam, "cam", 2)
+    _check_pair(image, cam)
+    n = image.shape[0]
+    names = list(channel_names) if channel_names is not None else (
+        [f"w{i + 1} {c.split(' ')[0]}" for i, c in enumerate(CHANNELS)] if n == len(CHANNELS) else [f"ch{i + 1}" for i in range(n)])
+    if len(names) != n:
+        raise ValueError(f"{len(names)} channel names for {n} channels")
+    if attention is not None:
+        attention = _array(attention, "attention", 1)
+        if len(attention) != n:
+            raise ValueError(f"attention has {len(attention)} values for {n} channels")
+    cam = stretch(cam, 0.0, 100.0)
+    cols = min(n, 3)
+    rows = int(np.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), constrained_layout=True, squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i >= n:
+            continue
+        ax.imshow(stretch(image[i]), cmap="gray")
+        ax.imshow(cam, cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+        ax.set_title(names[i] if attention is None else f"{names[i]}: {attention[i]:.2f}", fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_channel_attention(attention: Mapping[str, Sequence[float]] | Sequence[float], *,
+                           channel_names: Sequence[str] | None = None, title: str | None = None) -> Figure:
+    """Bar chart of attention per channel (Figure 12); a mapping plots one group of bars per method."""
+    import matplotlib.pyplot as plt
+
+    series = dict(attention) if isinstance(attention, Mapping) else {"attention": attention}
+    series = {k: _array(v, f"attention[{k}]", 1) for k, v in series.items()}
+    n = len(next(iter(series.values())))
+    if any(len(v) != n for v in series.values()):
+        raise ValueError("all attention vectors must have the same length")
+    names = list(channel_names) if channel_names is not None else [f"w{i + 1}" for i in range(n)]
+    fig, ax = plt.subplots(figsize=(1.2 * n + 2, 3.2), constrained_layout=True)
+    width = 0.8 / len(series)
+    for j, (label, values) in enumerate(series.items()):
+        ax.bar(np.arange(n) + (j - (len(series) - 1) / 2) * width, values, width, label=label)
+    ax.set_xticks(np.arange(n), names)
+    ax.set_xlabel("channel")
+    ax.set_ylabel("attention (max-normalised)")
+    if len(series) > 1:
+        ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_filter_heatmaps(weights: Mapping[str, np.ndarray], *, stats: Mapping[str, Mapping[str, float]] | None = None,
+                         cmap: str = "coolwarm") -> Figure:
+    """1x1 filter matrices as heat maps (Figure 10): x = filter (output channel), y = input channel,
+    so a filter whose weights are equal over the inputs is a vertical band of one colour.
+
+    Args:
+        weights: name -> ``(out_channels, in_channels)`` matrix.
+        stats: optional name -> :func:`rxlib.explain.embeddings.filter_band_block_stats` output, quoted in titles.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(weights), figsize=(5 * len(weights), 4), constrained_layout=True, squeeze=False)
+    for ax, (name, w) in zip(axes.flat, weights.items()):
+        w = _array(w, f"weights[{name}]", 2)
+        lim = float(np.abs(w).max()) or 1.0
+        im = ax.imshow(w.T, aspect="auto", cmap=cmap, vmin=-lim, vmax=lim, interpolation="nearest")
+        ax.set_xlabel("filter (output channel)")
+        ax.set_ylabel("input channel")
+        title = name
+        if stats and name in stats:
+            s = stats[name]
+            title += f"\nbands {s['band_fraction']:.0%}, duplicates {s['duplicate_fraction']:.0%}, blocks {s['n_blocks']}"
+        ax.set_title(title, fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+    return fig
+
+
+def plot_tsne(frames: Mapping[str, pd.DataFrame], *, title: str | None = None) -> Figure:
+    """Side-by-side t-SNE scatter plots (Figures 7-9) from :func:`rxlib.explain.embeddings.tsne_frame`
+    outputs; junk classes (column ``junk``) in blue, the others in grey (or coloured by ``label`` when
+    there is no junk column)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(frames), figsize=(4.5 * len(frames), 4.2), constrained_layout=True, squeeze=False)
+    for ax, (name, frame) in zip(axes.flat, frames.items()):
+        if "junk" in frame:
+            junk = frame["junk"].to_numpy(bool)
+            ax.scatter(frame.loc[~junk, "x"], frame.loc[~junk, "y"], s=6, c="0.6", label="actual classes")
+            ax.scatter(frame.loc[junk, "x"], frame.loc[junk, "y"], s=6, c="tab:blue", label="junk classes")
+            ax.legend(fontsize=8, markerscale=2)
+        elif "label" in frame:
+            ax.scatter(frame["x"], frame["y"], s=6, c=frame["label"].astype("category").cat.codes, cmap="tab20")
+        else:
+            ax.scatter(frame["x"], frame["y"], s=6)
+        ax.set_title(name, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if title:
+        fig.suptitle(title)
+    return fig
