@@ -1,0 +1,397 @@
+"""Writing a synthetic set to disk: deterministic, atomic, resumable, optionally in several processes.
+
+Order of writes: ``truth/params.json`` first (it fixes the parameters of the folder), then
+``truth/classes.csv``, then every site (six channel PNGs, then its two masks), then ``truth/sites.csv``,
+and ``metadata.csv`` last: its presence marks a finished set.
+"""
+from __future__ import annotations
+
+import json
+import multiprocessing
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from rxlib.config import N_CHANNELS
+from rxlib.io import read_png, write_csv, write_json, write_png
+from rxlib.synth.config import (
+    CELL_TYPE_SHAPES,
+    REAL_MEAN,
+    REAL_NUCLEI_PER_FIELD,
+    REAL_P1,
+    REAL_STD,
+    SynthConfig,
+    resolve_config,
+)
+from rxlib.synth.design import (
+    STREAM_CALIBRATION,
+    STREAM_SITE,
+    ClassSpec,
+    Design,
+    SiteTask,
+    build_design,
+    stream_rng,
+)
+from rxlib.synth.render import acquire, cue_pattern, illumination_field, render_cells
+
+FORMAT = "rxlib-synth/1"
+METADATA_COLUMNS = ["site_id", "well_id", "cell_type", "dataset", "experiment", "plate", "well", "site",
+                    "well_type", "sirna", "sirna_id"]
+#: Paths this generator owns inside an output folder (``overwrite=True`` removes only these).
+OWNED = ("metadata.csv", "images", "truth")
+
+
+class SynthParameterMismatch(ValueError):
+    """An output folder holds a (partial) synthetic set made with other parameters."""
+
+
+def image_path(out: Path, task: SiteTask, channel: int) -> Path:
+    """``images/{experiment}/Plate{plate}/{well}_s{site}_w{channel}.png`` (RxRx1 layout)."""
+    return out / "images" / task.experiment / f"Plate{task.plate}" / f"{task.well}_s{task.site}_w{channel}.png"
+
+
+def mask_path(out: Path, task: SiteTask, kind: str) -> Path:
+    """``truth/masks/{experiment}/Plate{plate}/{well}_s{site}_{kind}.png``, kind ``cells`` or ``phenotype``."""
+    return out / "truth" / "masks" / task.experiment / f"Plate{task.plate}" / f"{task.well}_s{task.site}_{kind}.png"
+
+
+def site_files(out: Path, task: SiteTask) -> list[Path]:
+    return [image_path(out, task, c) for c in range(1, N_CHANNELS + 1)] + [
+        mask_path(out, task, "cells"), mask_path(out, task, "phenotype")]
+
+
+# ---------------------------------------------------------------------------------------------
+# Calibration
+
+
+def calibrate(cfg: SynthConfig, seed: int, classes: list[ClassSpec]) -> dict[str, dict[str, Any]]:
+    """Per cell type and channel: background, contrast exponent and scale matching real RxRx1.
+
+    ``value = background + scale * signal ** gamma`` (before gain, illumination and noise), with
+    ``background`` = the real 1st percentile, ``gamma`` chosen on a grid so that the coefficient of
+    variation of the pixel values equals the real one (REAL_STD / REAL_MEAN), and ``scale`` so that
+    the mean equals the real mean (REAL_MEAN), over ``calibration_sites`` clean negative-control
+    renders at unit gain.
+    """
+    negative = classes[cfg.negative_control_id]
+    low, high = cfg.contrast_gamma
+    gammas = np.round(np.linspace(low, high, max(2, round((high - low) / 0.05) + 1)), 3)
+    out: dict[str, dict[str, Any]] = {}
+    for ct_index, (cell_type, _, _) in enumerate(cfg.experiments):
+        signals = []
+        for i in range(cfg.calibration_sites):
+            rng = stream_rng(seed, STREAM_CALIBRATION, ct_index, i)
+            clean = render_cells(rng, cfg.image_size, cfg.cell_scale, CELL_TYPE_SHAPES[cell_type], negative)
+            signals.append(clean.signal.reshape(N_CHANNELS, -1))
+        signal = np.maximum(np.concatenate(signals, axis=1), 0.0).astype(np.float64)
+        background = np.array(REAL_P1[cell_type])
+        target = np.array(REAL_MEAN[cell_type])
+        target_cv = np.array(REAL_STD[cell_type]) / target
+        gamma, scale = np.ones(N_CHANNELS), np.ones(N_CHANNELS)
+        for c in range(N_CHANNELS):
+            best = np.inf
+            for g in gammas:
+                powered = signal[c] ** g
+                sc = max(target[c] - background[c], 0.5) / max(powered.mean(), 1e-9)
+                cv = sc * powered.std() / (background[c] + sc * powered.mean())
+                if abs(cv - target_cv[c]) < best:
+                    best, gamma[c], scale[c] = abs(cv - target_cv[c]), g, sc
+        out[cell_type] = {
+            "background": [round(float(v), 5) for v in background],
+            "gamma": [round(float(v), 5) for v in gamma],
+            "scale": [round(float(v), 5) for v in scale],
+            "target_mean": list(target),
+            "target_std": list(REAL_STD[cell_type]),
+            "target_nuclei_per_512_field": REAL_NUCLEI_PER_FIELD[cell_type],
+        }
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# One site
+
+
+def _class_ranks(classes: list[ClassSpec]) -> dict[int, int]:
+    present = [c.class_id for c in classes if not c.junk]
+    return {cid: i for i, cid in enumerate(present)}
+
+
+def cue_drawn(state: dict[str, Any], task: SiteTask) -> bool:
+    """Whether the spurious cue is drawn on a site: training experiments only, with ``cue_probability``."""
+    if not state["spurious_cue"] or task.dataset != "train":
+        return False
+    rng = stream_rng(state["seed"], STREAM_SITE, task.experiment_index, task.plate, task.well_index, task.site, 1)
+    return bool(rng.random() < state["cfg"].cue_probability)
+
+
+def _density(rng: np.random.Generator, cfg: SynthConfig) -> float:
+    """Site-level multiplier of the expected number of cells: the first draw of the site's generator."""
+    return float(np.exp(rng.normal(0.0, cfg.density_jitter)))
+
+
+def render_site(state: dict[str, Any], task: SiteTask) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Images (6, S, S) uint8, cell labels uint16, phenotype mask uint8 (0/255) and the cell count."""
+    cfg: SynthConfig = state["cfg"]
+    seed = state["seed"]
+    rng = stream_rng(seed, STREAM_SITE, task.experiment_index, task.plate, task.well_index, task.site)
+    density = _density(rng, cfg)
+    spec = state["classes"][task.class_id]
+    clean = render_cells(rng, cfg.image_size, cfg.cell_scale, CELL_TYPE_SHAPES[task.cell_type], spec, density)
+    exp = state["experiments"][task.experiment]
+    plate = state["plates"][f"{task.experiment}_{task.plate}"]
+    well = state["wells"][f"{task.experiment}_{task.plate}_{task.well}"]
+    gain = np.asarray(exp["gain"]) * np.asarray(plate["gain"]) * np.asarray(well)
+    fields = np.stack([
+        illumination_field(cfg.image_size, exp["vignette"][c], exp["illumination_centre"][c], plate["tilt"][c])
+        for c in range(N_CHANNELS)])
+    calib = state["calibration"][task.cell_type]
+    cue = None
+    if cue_drawn(state, task):
+        ranks = state["class_ranks"]
+        cue = cfg.cue_amplitude * cue_pattern(cfg.image_size, ranks[task.class_id], len(ranks))
+    images = acquire(rng, clean, np.asarray(calib["background"]), np.asarray(calib["scale"]),
+                     np.asarray(calib["gamma"]), gain,
+                     np.asarray(exp["offset"]), fields, cfg.photons_per_level, cfg.read_noise, cue, cfg.cue_channel)
+    return images, clean.labels, clean.phenotype.astype(np.uint8) * 255, clean.n_cells
+
+
+def _site_row(state: dict[str, Any], task: SiteTask, n_cells: int, phenotype_pixels: int) -> dict[str, Any]:
+    exp = state["experiments"][task.experiment]
+    plate = state["plates"][f"{task.experiment}_{task.plate}"]
+    well = state["wells"][f"{task.experiment}_{task.plate}_{task.well}"]
+    gain = np.asarray(exp["gain"]) * np.asarray(plate["gain"]) * np.asarray(well)
+    row: dict[str, Any] = {
+        "site_id": f"{task.experiment}_{task.plate}_{task.well}_{task.site}",
+        "sirna_id": task.class_id,
+        "n_cells": n_cells,
+        "density": round(_density(stream_rng(state["seed"], STREAM_SITE, task.experiment_index, task.plate,
+                                             task.well_index, task.site), state["cfg"]), 5),
+        "phenotype_pixels": phenotype_pixels,
+        "cue_drawn": cue_drawn(state, task),
+    }
+    for c in range(N_CHANNELS):
+        row[f"gain_w{c + 1}"] = round(float(gain[c]), 5)
+    for c in range(N_CHANNELS):
+        row[f"offset_w{c + 1}"] = exp["offset"][c]
+    for c in range(N_CHANNELS):
+        row[f"vignette_w{c + 1}"] = exp["vignette"][c]
+    return row
+
+
+def process_site(state: dict[str, Any], task: SiteTask) -> dict[str, Any]:
+    """Render and write one site unless all its files exist; return its ``sites.csv`` row."""
+    out = Path(state["out"])
+    files = site_files(out, task)
+    if all(p.is_file() for p in files):
+        labels = read_png(files[6])
+        phenotype = read_png(files[7])
+        return _site_row(state, task, int(labels.max()), int((phenotype > 0).sum()))
+    images, labels, phenotype, n_cells = render_site(state, task)
+    for c in range(N_CHANNELS):
+        write_png(files[c], images[c])
+    write_png(files[6], labels)
+    write_png(files[7], phenotype)
+    return _site_row(state, task, n_cells, int((phenotype > 0).sum()))
+
+
+_WORKER_STATE: dict[str, Any] | None = None
+
+
+def _init_worker(state: dict[str, Any]) -> None:
+    global _WORKER_STATE
+    _WORKER_STATE = state
+
+
+def _worker(task: SiteTask) -> tuple[int, dict[str, Any]]:
+    assert _WORKER_STATE is not None, "worker used before _init_worker"
+    return task.index, process_site(_WORKER_STATE, task)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables
+
+
+def classes_table(cfg: SynthConfig, design: Design) -> pd.DataFrame:
+    """``truth/classes.csv``: one row per class id with its planted phenotype and channel importance."""
+    train = {t.class_id for t in design.tasks if t.dataset == "train"}
+    test = {t.class_id for t in design.tasks if t.dataset == "test"}
+    rows = []
+    for spec in design.classes:
+        importance = spec.importance()
+        row = {
+            "class_id": spec.class_id,
+            "sirna": spec.sirna,
+            "kind": spec.kind,
+            "junk": spec.junk,
+            "in_train": spec.class_id in train,
+            "in_test": spec.class_id in test,
+            "compartment": ";".join(e.compartment for e in spec.effects),
+            "effect": ";".join(e.effect for e in spec.effects) or "none",
+            "channels": ";".join(f"w{e.channel}" for e in spec.effects),
+            "strength": ";".join(f"{e.strength:g}" for e in spec.effects),
+            "penetrance": spec.penetrance,
+        }
+        for c in range(N_CHANNELS):
+            row[f"importance_w{c + 1}"] = round(float(importance[c]), 6)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def metadata_table(design: Design) -> pd.DataFrame:
+    """``metadata.csv`` in the official RxRx1 column order (test experiments carry labels too)."""
+    specs = design.classes
+    rows = [{
+        "site_id": f"{t.experiment}_{t.plate}_{t.well}_{t.site}",
+        "well_id": f"{t.experiment}_{t.plate}_{t.well}",
+        "cell_type": t.cell_type,
+        "dataset": t.dataset,
+        "experiment": t.experiment,
+        "plate": t.plate,
+        "well": t.well,
+        "site": t.site,
+        "well_type": specs[t.class_id].kind,
+        "sirna": specs[t.class_id].sirna,
+        "sirna_id": t.class_id,
+    } for t in design.tasks]
+    frame = pd.DataFrame(rows, columns=METADATA_COLUMNS)
+    return frame.sort_values(["experiment", "plate", "well", "site"], kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+def _identity(profile: str, seed: int, spurious_cue: bool, cfg: SynthConfig) -> dict[str, Any]:
+    return {"format": FORMAT, "profile": profile, "seed": int(seed), "spurious_cue": bool(spurious_cue),
+            "config": cfg.to_dict()}
+
+
+def _prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool) -> None:
+    params = out / "truth" / "params.json"
+    if overwrite:
+        for name in OWNED:
+            target = out / name
+            if target.is_dir():
+                shutil.rmtree(target)
+            elif target.exists():
+                target.unlink()
+        return
+    if params.is_file():
+        try:
+            existing = json.loads(params.read_text())
+        except ValueError as exc:
+            raise SynthParameterMismatch(f"{params}: unreadable ({exc}); pass overwrite=True to start again") from exc
+        old = {k: existing.get(k) for k in identity}
+        if old != identity:
+            diffs = [k for k in identity if old.get(k) != identity[k]]
+            if "config" in diffs:
+                diffs.remove("config")
+                diffs += [f"config.{k}" for k in identity["config"]
+                          if (existing.get("config") or {}).get(k) != identity["config"][k]]
+            raise SynthParameterMismatch(
+                f"{out} holds a synthetic set made with other parameters (differing: {', '.join(diffs)}); "
+                f"choose another folder or pass overwrite=True")
+    elif (out / "metadata.csv").exists() or (out / "images").exists():
+        raise SynthParameterMismatch(
+            f"{out} holds images or metadata.csv but no truth/params.json: not a synthetic set made by rxlib; "
+            f"choose another folder or pass overwrite=True")
+
+
+def _remove_partial_files(out: Path) -> None:
+    """Delete temporary ``.*.part`` files left by a killed run (rxlib.io writes under such names)."""
+    for name in ("images", "truth"):
+        folder = out / name
+        if folder.is_dir():
+            for stray in folder.rglob(".*.part"):
+                stray.unlink(missing_ok=True)
+    for stray in out.glob(".metadata.csv.*.part"):
+        stray.unlink(missing_ok=True)
+
+
+def generate(out: str | Path, profile: str = "smoke", seed: int = 0, spurious_cue: bool = False,
+             workers: int = 1, progress: bool = True, overwrite: bool = False, **overrides: Any) -> Path:
+    """Generate (or finish) a synthetic RxRx1 set in ``out`` and return ``out``.
+
+    Args:
+        out: output folder (created if needed).
+        profile: a key of :data:`rxlib.synth.PROFILES` (``smoke``, ``cpu``, ``rxrx1``).
+        seed: non-negative integer; the same seed and parameters give the same bytes.
+        spurious_cue: draw a label-tied pattern in the background of training sites.
+        workers: processes (spawn); the output does not depend on it.
+        progress: show a tqdm progress bar.
+        overwrite: remove a previous set in ``out`` (only ``metadata.csv``, ``images/``, ``truth/``).
+        **overrides: :class:`SynthConfig` fields replacing the profile's values, e.g. ``image_size=32``.
+
+    Returns:
+        ``out`` as a Path. A complete set is returned at once; a partial one with the same parameters is
+        resumed (sites whose files all exist are kept).
+
+    Raises:
+        ValueError: bad profile, override, seed or workers (the message names it).
+        SynthParameterMismatch: ``out`` holds a set made with other parameters and ``overwrite`` is False.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    cfg = resolve_config(profile, overrides)
+    out = Path(out)
+    identity = _identity(profile, int(seed), spurious_cue, cfg)
+    _prepare_folder(out, identity, overwrite)
+    if (out / "metadata.csv").is_file() and (out / "truth" / "params.json").is_file():
+        return out  # finished set with the same parameters
+
+    _remove_partial_files(out)
+    design = build_design(cfg, int(seed))
+    calibration = calibrate(cfg, int(seed), design.classes)
+    params = {
+        **identity,
+        "image_size": cfg.image_size,
+        "n_classes": cfg.n_classes,
+        "n_sites_total": len(design.tasks),
+        "cell_type_shapes": {ct: asdict(CELL_TYPE_SHAPES[ct]) for ct, _, _ in cfg.experiments},
+        "calibration": calibration,
+        "experiments": design.experiments,
+        "plates": design.plates,
+        "wells": design.wells,
+        "notes": {
+            "gain": "site gain = experiment gain * plate gain * well gain, per channel w1..w6",
+            "value": "pixel = gain * illumination * (background + scale * signal ** gamma) + offset, then shot + read noise",
+            "illumination": "1 - vignette * ((x-cx)^2 + (y-cy)^2) / 0.5 + tilt_x * x + tilt_y * y, x, y in [-0.5, 0.5]",
+            "calibration_source": "REAL_MEAN / REAL_P1 / REAL_NUCLEI_PER_FIELD in rxlib.synth.config, measured on "
+                                  "../shared/rxrx1/kaggle-2023 (180 real negative-control PNGs)",
+        },
+    }
+    write_json(out / "truth" / "params.json", params)
+    write_csv(out / "truth" / "classes.csv", classes_table(cfg, design))
+
+    state = {
+        "cfg": cfg, "seed": int(seed), "out": str(out), "spurious_cue": bool(spurious_cue),
+        "classes": design.classes, "class_ranks": _class_ranks(design.classes),
+        "experiments": design.experiments, "plates": design.plates, "wells": design.wells,
+        "calibration": calibration,
+    }
+    rows: list[dict[str, Any] | None] = [None] * len(design.tasks)
+    with tqdm(total=len(design.tasks), desc=f"synth {profile}", unit="site", disable=not progress) as bar:
+        if workers == 1:
+            for task in design.tasks:
+                rows[task.index] = process_site(state, task)
+                bar.update()
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(int(workers), initializer=_init_worker, initargs=(state,)) as pool:
+                for index, row in pool.imap_unordered(_worker, design.tasks, chunksize=8):
+                    rows[index] = row
+                    bar.update()
+    sites = pd.DataFrame(rows)
+    meta = metadata_table(design)
+    sites = meta[["site_id", "experiment", "plate", "well", "site", "dataset", "cell_type"]].merge(
+        sites, on="site_id", how="left", validate="one_to_one")
+    write_csv(out / "truth" / "sites.csv", sites)
+    write_csv(out / "metadata.csv", meta)
+    return out
