@@ -6,6 +6,7 @@ complete, so an interrupted run never leaves a half-written file under a final n
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import tempfile
@@ -15,6 +16,14 @@ from typing import Iterator
 import numpy as np
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
+
+
+@functools.lru_cache(maxsize=1)
+def _umask() -> int:
+    """The process umask (read once, on first write; os.umask can only be read by setting it)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 class RxRx1DataError(ValueError):
@@ -41,6 +50,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; finished files get the usual permissions
     try:
         yield tmp_path
         os.replace(tmp_path, path)
