@@ -229,7 +229,7 @@ def resolve_data_root(
     from rxlib.synth import generate  # lazy: heavy, and only needed on first use
 
     started = time.perf_counter()
-    generate(root, profile=profile, seed=seed)
+    generate(root, profile=profile, seed=seed, workers=os.cpu_count() or 1)  # same bytes for any worker count
     if not (root / "metadata.csv").is_file():
         raise ReproduceError(f"rxlib.synth.generate finished but wrote no {root / 'metadata.csv'}")
     log(f"generated in {time.perf_counter() - started:.1f} s")
