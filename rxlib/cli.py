@@ -1,7 +1,8 @@
-"""The ``rxlib`` console command: ``rxlib synth``, ``rxlib stats``, ``rxlib reproduce``."""
+"""The ``rxlib`` console command: ``rxlib synth``, ``rxlib stats``, ``rxlib reproduce``, ``rxlib train``."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,27 @@ def _reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from .train.profiles import load_config
+    from .train.registry import model_key, models_dir, train_run
+
+    config = load_config(args.config)
+    data_root = args.data or config.data_root
+    if not data_root:
+        raise ValueError(f"{args.config}: no data_root in the config and no --data given")
+    if args.device:
+        config.train["device"] = args.device
+    out_dir = args.out or config.out_dir or str(models_dir() / model_key(config, data_root))
+    start = time.perf_counter()
+    result = train_run(config, data_root, out_dir, progress=not args.quiet)
+    overall = result.accuracy.set_index("cell_type").loc["all"]
+    print(f"trained {config.train['arch']} ({config.train['loss']} loss) in {time.perf_counter() - start:.1f} s; "
+          f"outputs in {result.folder}")
+    print(f"held-out accuracy {overall['acc_softmax']:.3f} (softmax head), {overall['acc_arc']:.3f} (arc head); "
+          f"chance {overall['chance']:.3f}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rxlib", description=(
         "Regenerate the figures and tables of Sharma & Krishnamurthi (2022) on RxRx1 or on the "
@@ -53,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--out", required=True, help="output folder")
     synth.add_argument("--spurious-cue", action="store_true",
                        help="add a label-tied background cue to training experiments only (a model can cheat on it)")
-    synth.add_argument("--workers", type=int, default=1, help="processes drawing sites in parallel")
+    synth.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                       help="processes drawing sites in parallel (default: all cores; the bytes do not depend on it)")
     synth.add_argument("--overwrite", action="store_true", help="replace a data set made with other parameters")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(func=_synth)
@@ -83,6 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--reports-dir", default=None, help="reports folder (default <repo>/reports)")
     rep.add_argument("--dry-run", action="store_true", help="print what would run, touch nothing")
     rep.set_defaults(func=_reproduce)
+    tr = sub.add_parser("train", help="train one model from a JSON config file (resumes if interrupted)",
+                        description="Train the paper's network on the train experiments of a data root and "
+                                    "evaluate it on the held-out test experiments, as set by a JSON config file "
+                                    "(see configs/ and rxlib.train.profiles: profile, data_root, out_dir, data, "
+                                    "train). Writes history.csv, checkpoints/epoch_NNN.pt after every epoch, "
+                                    "model.pt, predictions.csv, accuracy.csv (per cell type) and controls.csv "
+                                    "(negative vs positive control confidence) to the output folder. If the run "
+                                    "is killed, the same command resumes from the last checkpoint in that folder.")
+    tr.add_argument("--config", required=True, help="JSON run config, e.g. configs/smoke.json")
+    tr.add_argument("--data", default=None, help="data root (overrides data_root of the config)")
+    tr.add_argument("--out", default=None, help="output folder (overrides out_dir of the config; default: the "
+                                                 "model registry folder of this config under the cache)")
+    tr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (overrides train.device)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.set_defaults(func=_train)
     return parser
 
 

@@ -1,0 +1,231 @@
+"""The trained-model registry: train a configuration once, reuse it everywhere.
+
+:func:`train_or_load` keys each trained model by a hash of its :class:`~rxlib.train.profiles.RunConfig`
+(everything that determines the weights) and of the data root's metadata, and keeps it under
+``rxlib.config.cache_dir()/models/<key>/``::
+
+    run.json          the resolved config, the data root and its fingerprint
+    history.csv       one row per epoch (see rxlib.train.loop)
+    checkpoints/      per-epoch checkpoints (a killed run resumes from the newest)
+    model.pt          the final weights (rxlib.train.load_trained_model reads it)
+    accuracy.csv      held-out accuracy per cell type; controls.csv: the control check
+    predictions.csv   the held-out predictions (rxlib.train.evaluate.predictions_table)
+
+A second call with the same config and data loads the model instead of training it again; a call
+interrupted mid-training resumes. Notebooks 02-04 train the smoke models this way, and later notebooks
+get the same models back without training. For example, in notebook 05::
+
+    from rxlib.train.profiles import run_config
+    from rxlib.train.registry import train_or_load
+
+    composite = train_or_load(run_config(ctx.profile), ctx.data_root)                  # loss='composite'
+    with_pl = train_or_load(run_config(ctx.profile, pseudo_label=True), ctx.data_root)
+    both = train_or_load(run_config(ctx.profile, cutmix=True, pseudo_label=True), ctx.data_root)
+    softmax_only = train_or_load(run_config(ctx.profile, loss="softmax"), ctx.data_root)
+    resnet = train_or_load(run_config(ctx.profile, arch="resnet18"), ctx.data_root)
+    composite.model        # RxNet in eval mode on the CPU
+    composite.split()      # the train / held-out datasets it was trained and evaluated on
+
+The models notebooks 02-04 train in the smoke profile (``run_config('smoke', ...)`` overrides):
+``{}`` (the composite-loss tiny DenseNet, no CutMix, no pseudo-labels: 02's DenseNet, 03's composite,
+04's baseline), ``{'arch': 'resnet18'}``, ``{'loss': 'softmax'}``, ``{'loss': 'arc'}``,
+``{'cutmix': True}``, ``{'pseudo_label': True}``, ``{'cutmix': True, 'pseudo_label': True}``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from rxlib import config as paths
+from rxlib.io import atomic_path, write_csv
+from rxlib.models import RxNet
+from rxlib.train.data import HeldOutSplit, held_out_split
+from rxlib.train.evaluate import (
+    accuracy_by_cell_type,
+    control_confidence,
+    predictions_table,
+)
+from rxlib.train.loop import load_trained_model, train
+from rxlib.train.profiles import RunConfig
+
+#: Files whose bytes identify a data root's content (whichever exist).
+_FINGERPRINT_FILES = ("metadata.csv", "truth/params.json", "truth/classes.csv", "train.csv", "test.csv",
+                      "train_controls.csv", "test_controls.csv")
+
+
+def models_dir() -> Path:
+    """Folder of the registry (``cache_dir()/models``; set ``RXLIB_CACHE`` to move it)."""
+    return paths.cache_dir() / "models"
+
+
+def data_fingerprint(data_root: str | os.PathLike) -> str:
+    """16 hex digits of the SHA-256 of the data root's metadata files (not the images: a data set
+    regenerated with the same parameters gets the same fingerprint wherever it lies).
+
+    Raises:
+        FileNotFoundError: none of the metadata files exists (names the folder).
+    """
+    root = Path(data_root)
+    digest, found = hashlib.sha256(), False
+    for name in _FINGERPRINT_FILES:
+        path = root / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0" + path.read_bytes())
+            found = True
+    if not found:
+        raise FileNotFoundError(f"{root}: no metadata to fingerprint (expected one of {_FINGERPRINT_FILES})")
+    return digest.hexdigest()[:16]
+
+
+def model_key(config: RunConfig, data_root: str | os.PathLike) -> str:
+    """The registry key: 16 hex digits over the resolved config's identity and the data fingerprint."""
+    resolved = config.resolved(data_root)
+    text = json.dumps({"config": resolved.identity(), "data": data_fingerprint(data_root)}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrainedModel:
+    """A model from the registry with its history and held-out evaluation.
+
+    Attributes:
+        model: the trained :class:`~rxlib.models.RxNet`, eval mode, on the CPU.
+        config: the resolved :class:`RunConfig`.
+        folder: its registry folder.
+        history: per-epoch losses and accuracies (``history.csv``).
+        predictions: held-out predictions (:func:`rxlib.train.evaluate.predictions_table`).
+        trained_now: whether this call trained it (False: loaded from the registry).
+    """
+
+    model: RxNet
+    config: RunConfig
+    folder: Path
+    history: pd.DataFrame
+    predictions: pd.DataFrame
+    trained_now: bool
+
+    @property
+    def accuracy(self) -> pd.DataFrame:
+        """Held-out accuracy per cell type and overall (:func:`rxlib.train.evaluate.accuracy_by_cell_type`)."""
+        return accuracy_by_cell_type(self.predictions)
+
+    @property
+    def controls(self) -> pd.DataFrame:
+        """Mean top-1 probability on negative vs positive controls (:func:`rxlib.train.evaluate.control_confidence`)."""
+        return control_confidence(self.predictions)
+
+    def split(self) -> HeldOutSplit:
+        """The datasets this model was trained and evaluated on (read again; cached per process)."""
+        return held_out_split(self.config.data_root, **self.config.data)
+
+
+def find_model(config: RunConfig, data_root: str | os.PathLike) -> Path | None:
+    """The registry folder of a completely trained and evaluated model of ``config``, or None."""
+    folder = models_dir() / model_key(config, data_root)
+    return folder if (folder / "model.pt").is_file() and (folder / "predictions.csv").is_file() else None
+
+
+def train_or_load(config: RunConfig, data_root: str | os.PathLike, *, progress: bool = False,
+                  device: str | None = None) -> TrainedModel:
+    """Load the model of ``config`` trained on ``data_root`` from the registry, or train, evaluate and
+    register it (resuming a killed run from its newest checkpoint).
+
+    Args:
+        config: the run (e.g. ``run_config('smoke', loss='arc')``); its ``out_dir`` is ignored.
+        data_root: the data root; training uses its ``train`` experiments, evaluation its ``test`` ones.
+        progress: tqdm progress bars while training.
+        device: override ``train.device`` (it does not change the key).
+    """
+    data_root = Path(data_root).resolve()
+    resolved = config.resolved(data_root)
+    if device is not None:
+        resolved.train["device"] = device
+    folder = models_dir() / model_key(resolved, data_root)
+    if find_model(resolved, data_root) is None:
+        return train_run(resolved, data_root, folder, progress=progress)
+    return TrainedModel(load_trained_model(folder / "model.pt"), resolved, folder,
+                        pd.read_csv(folder / "history.csv"), pd.read_csv(folder / "predictions.csv"), False)
+
+
+def cpu_threads() -> int:
+    """Threads for CPU training: ``RXLIB_TRAIN_THREADS`` if set; else 1 when the machine is already
+    busy (1-minute load average at or above the core count), else torch's default.
+
+    Why: on a shared 2-core machine, two OpenMP threads competing with other processes made a
+    tiny-DenseNet step 5-30 times slower than one thread (measured: 2-16 s vs 0.4 s per batch of 32).
+    """
+    value = os.environ.get("RXLIB_TRAIN_THREADS")
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"RXLIB_TRAIN_THREADS must be a positive integer, got {value!r}")
+        return int(value)
+    cores = os.cpu_count() or 1
+    try:
+        busy = os.getloadavg()[0] >= cores
+    except OSError:
+        busy = False
+    return 1 if busy else torch.get_num_threads()
+
+
+@contextmanager
+def _torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def train_run(config: RunConfig, data_root: str | os.PathLike, folder: str | os.PathLike, *,
+              progress: bool = False) -> TrainedModel:
+    """Train ``config`` on ``data_root`` into ``folder`` (resuming from its newest checkpoint), then
+    write the held-out predictions, ``accuracy.csv`` and ``controls.csv`` there.
+
+    This is what ``rxlib train --config FILE`` runs; :func:`train_or_load` runs it into the registry.
+    On the CPU it uses :func:`cpu_threads` threads (restored afterwards).
+    """
+    with _torch_threads(cpu_threads() if config.train.get("device", "cpu") == "cpu" else torch.get_num_threads()):
+        return _train_run(config, data_root, folder, progress)
+
+
+def _train_run(config: RunConfig, data_root, folder, progress: bool) -> TrainedModel:
+    data_root, folder = Path(data_root).resolve(), Path(folder)
+    config = config.resolved(data_root)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"key": folder.name, "config": config.to_dict(), "data_fingerprint": data_fingerprint(data_root)}
+    with atomic_path(folder / "run.json") as tmp:
+        Path(tmp).write_text(json.dumps(record, indent=2, default=str) + "\n")
+    split = held_out_split(data_root, **config.data)
+    train_config = config.train_config()
+    result = train(train_config, split.train, split.val, split.unlabelled if train_config.pseudo_label else None,
+                   out_dir=folder, resume=True, progress=progress)
+    model = result.model.cpu().eval()
+    predictions = predictions_table(model, split.val, batch_size=max(64, train_config.batch_size))
+    trained = TrainedModel(model, config, folder, result.history, predictions, True)
+    write_csv(folder / "accuracy.csv", trained.accuracy)
+    write_csv(folder / "controls.csv", trained.controls)
+    write_csv(folder / "predictions.csv", predictions)  # last: its presence marks a complete run
+    return trained
+
+
+def registry_table() -> pd.DataFrame:
+    """Every registered model: key, profile, arch, loss, cutmix, pseudo_label, epochs, data root, complete."""
+    rows = []
+    for run in sorted(models_dir().glob("*/run.json")):
+        record = json.loads(run.read_text())
+        train_cfg = record["config"]["train"]
+        rows.append({"key": record["key"], "profile": record["config"]["profile"], "arch": train_cfg.get("arch"),
+                     "loss": train_cfg.get("loss"), "cutmix": train_cfg.get("cutmix"),
+                     "pseudo_label": train_cfg.get("pseudo_label"), "epochs": train_cfg.get("epochs"),
+                     "data_root": record["config"]["data_root"],
+                     "complete": (run.parent / "predictions.csv").is_file()})
+    return pd.DataFrame(rows, columns=["key", "profile", "arch", "loss", "cutmix", "pseudo_label", "epochs",
+                                       "data_root", "complete"])

@@ -1,0 +1,91 @@
+"""Held-out evaluation: per-cell-type accuracy, the control check, oscillation."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rxlib.models import build_model
+from rxlib.train.data import held_out_split
+from rxlib.train.evaluate import (
+    accuracy_by_cell_type,
+    back_and_forth,
+    control_confidence,
+    oscillation,
+    predictions_table,
+    stability_verdict,
+)
+
+
+def _predictions() -> pd.DataFrame:
+    return pd.DataFrame({
+        "cell_type": ["HEPG2", "HEPG2", "U2OS", "U2OS", "U2OS"],
+        "well_type": ["treatment", "negative_control", "positive_control", "treatment", "treatment"],
+        "label": [0, 9, 8, 1, 2],
+        "pred_softmax": [0, 3, 8, 1, 0],
+        "pred_arc": [0, 9, 8, 0, 0],
+        "top1_prob": [0.9, 0.2, 0.8, 0.6, 0.5],
+        "prob_true": [0.9, 0.1, 0.8, 0.6, 0.2],
+    })
+
+
+def test_accuracy_by_cell_type():
+    table = accuracy_by_cell_type(_predictions()).set_index("cell_type")
+    assert table.loc["HEPG2", "acc_softmax"] == 0.5 and table.loc["HEPG2", "acc_arc"] == 1.0
+    assert table.loc["U2OS", "acc_softmax"] == pytest.approx(2 / 3)
+    assert table.loc["all", "n"] == 5 and table.loc["all", "chance"] == pytest.approx(1 / 5)
+
+
+def test_control_confidence():
+    table = control_confidence(_predictions()).set_index("well_type")
+    assert table.loc["negative_control", "mean_top1_prob"] == pytest.approx(0.2)
+    assert table.loc["positive_control", "mean_top1_prob"] == pytest.approx(0.8)
+    assert table.loc["treatment", "n"] == 3
+
+
+def test_oscillation():
+    history = pd.DataFrame({"a": [0.1, 0.3, 0.2, 0.4]})
+    assert oscillation(history, "a") == pytest.approx(np.mean([0.2, 0.1, 0.2]))
+    assert oscillation(history, "a", last=2) == pytest.approx(0.2)
+    assert np.isnan(oscillation(history.iloc[:1], "a"))
+
+
+def test_back_and_forth_ignores_steady_progress():
+    steady = pd.DataFrame({"a": [0.1, 0.3, 0.6, 0.7]})
+    assert back_and_forth(steady, "a") == pytest.approx(0.0)
+    zigzag = pd.DataFrame({"a": [0.1, 0.3, 0.2, 0.4]})  # path 0.5, net 0.3, 3 steps
+    assert back_and_forth(zigzag, "a") == pytest.approx(0.2 / 3)
+
+
+def test_stability_verdict_says_both_ways():
+    table = pd.DataFrame({"run": ["arc", "composite"], "osc_val_acc": [0.1, 0.02]})
+    assert "holds here" in stability_verdict(table)
+    table["osc_val_acc"] = [0.01, 0.02]
+    assert "does NOT hold" in stability_verdict(table)
+
+
+def test_predictions_on_a_tiny_model(tiny_synth):
+    split = held_out_split(tiny_synth)
+    assert set(split.train.table["split"]) == {"train"} and set(split.val.table["split"]) == {"test"}
+    assert not set(split.train.table["experiment"]) & set(split.val.table["experiment"])
+    torch.manual_seed(0)
+    model = build_model("tiny_densenet", int(split.table["label"].max()) + 1, embedding_dim=8, memory_efficient=False)
+    before = split.val.images.copy()
+    predictions = predictions_table(model, split.val, batch_size=16)
+    assert np.array_equal(before, split.val.images)  # inputs unchanged
+    assert len(predictions) == len(split.val) and predictions["top1_prob"].between(0, 1).all()
+    accuracy = accuracy_by_cell_type(predictions)
+    assert set(accuracy["cell_type"]) == {"HEPG2", "U2OS", "all"}
+    controls = control_confidence(predictions)
+    assert {"negative_control", "positive_control"} <= set(controls["well_type"])
+
+
+def test_experiment_normalisation_uses_each_experiments_own_statistics(tiny_synth):
+    split = held_out_split(tiny_synth, augment=False)
+    for dataset in (split.train, split.val):
+        images = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
+        for experiment in dataset.table["experiment"].unique():
+            rows = (dataset.table["experiment"] == experiment).to_numpy()
+            if dataset is split.train:  # the validation set is a subset of its experiments' sites
+                assert images[torch.tensor(rows)].mean(dim=(0, 2, 3)).abs().max() < 1e-3

@@ -1,0 +1,93 @@
+"""Training profiles and JSON run configs: defaults, overrides, round trip, hashing, errors."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rxlib.train import TrainConfig
+from rxlib.train.profiles import (
+    PROFILES,
+    RunConfig,
+    config_from_dict,
+    load_config,
+    run_config,
+    save_config,
+)
+
+
+def test_paper_profile_has_the_papers_settings():
+    train = run_config("paper").train_config(n_classes=1139)
+    assert train.arch == "densenet161" and train.loss == "composite"
+    assert (train.composite_c, train.arc_scale, train.arc_margin) == (0.2, 30.0, 0.5)
+    assert train.cutmix and train.cutmix_alpha == 1.0 and train.pseudo_label and train.cosine_schedule
+    assert train.amp and train.channels_last and train.device == "cuda"
+
+
+def test_smoke_profile_is_a_tiny_cpu_baseline():
+    train = run_config("smoke").train_config(n_classes=23)
+    assert train.arch == "tiny_densenet" and train.device == "cpu"
+    assert not train.cutmix and not train.pseudo_label and train.loss == "composite"
+
+
+def test_overrides_and_unknown_fields():
+    assert run_config("smoke", loss="arc").train["loss"] == "arc"
+    with pytest.raises(ValueError, match="unknown train settings"):
+        run_config("smoke", lr_typo=1.0)
+    with pytest.raises(ValueError, match="unknown training profile"):
+        run_config("gpu-huge")
+    with pytest.raises(ValueError, match="loss must be one of"):
+        run_config("smoke", loss="hinge")
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_json_round_trip(profile, tmp_path):
+    config = run_config(profile, epochs=3)
+    config.data_root, config.out_dir = str(tmp_path / "d"), str(tmp_path / "o")
+    loaded = load_config(save_config(config, tmp_path / "run.json"))
+    assert loaded.to_dict() == config.to_dict()
+    assert loaded.config_hash() == config.config_hash()
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path):
+    (tmp_path / "cfg").mkdir()
+    path = tmp_path / "cfg" / "run.json"
+    path.write_text(json.dumps({"profile": "smoke", "data_root": "../data", "train": {"epochs": 1}}))
+    config = load_config(path)
+    assert config.data_root == str((tmp_path / "data").resolve())
+    assert config.train["epochs"] == 1 and config.train["arch"] == "tiny_densenet"
+
+
+def test_bad_config_files_name_the_file(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json"):
+        load_config(path)
+    path.write_text(json.dumps({"profile": "smoke", "trian": {}}))
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_config(path)
+    with pytest.raises(FileNotFoundError):
+        load_config(tmp_path / "absent.json")
+
+
+def test_hash_ignores_device_and_workers_but_not_the_loss():
+    base = run_config("smoke")
+    assert base.with_overrides(device="cuda", num_workers=4).config_hash() == base.config_hash()
+    assert base.with_overrides(loss="softmax").config_hash() != base.config_hash()
+    # a default written out explicitly is the same run
+    assert base.with_overrides(cutmix_alpha=TrainConfig().cutmix_alpha).config_hash() == base.config_hash()
+
+
+def test_example_configs_load():
+    from rxlib.config import PROJ_ROOT
+
+    paths = sorted((PROJ_ROOT / "configs").glob("*.json"))
+    assert paths
+    for path in paths:
+        load_config(path).train_config(n_classes=10)
+
+
+def test_config_from_dict_rejects_non_objects():
+    with pytest.raises(ValueError, match="JSON object"):
+        config_from_dict([1, 2])
+    assert isinstance(config_from_dict({}), RunConfig)

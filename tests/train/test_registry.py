@@ -1,0 +1,60 @@
+"""The trained-model registry: a second call with the same config loads instead of training."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+
+from rxlib.train import registry
+from rxlib.train.profiles import run_config
+
+
+@pytest.fixture
+def counted_train(monkeypatch):
+    calls = []
+    original = registry.train
+
+    def counting(*args, **kwargs):
+        calls.append(kwargs.get("out_dir"))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(registry, "train", counting)
+    return calls
+
+
+def test_second_call_loads_from_the_registry(tiny_synth, registry_cache, counted_train, tiny_run):
+    config = run_config("smoke", **tiny_run)
+    first = registry.train_or_load(config, tiny_synth)
+    assert first.trained_now and len(counted_train) == 1
+    assert first.folder.parent == registry_cache / "models"
+    for name in ("run.json", "history.csv", "model.pt", "predictions.csv", "accuracy.csv", "controls.csv"):
+        assert (first.folder / name).is_file(), name
+    second = registry.train_or_load(run_config("smoke", **tiny_run), tiny_synth)
+    assert not second.trained_now and len(counted_train) == 1
+    assert second.folder == first.folder
+    sa, sb = first.model.state_dict(), second.model.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    pd.testing.assert_frame_equal(first.accuracy, second.accuracy)
+    assert set(second.accuracy["cell_type"]) == {"HEPG2", "U2OS", "all"}
+    table = registry.registry_table()
+    assert table["complete"].all() and len(table) == 1
+
+
+def test_a_different_config_trains_again(tiny_synth, registry_cache, counted_train, tiny_run):
+    registry.train_or_load(run_config("smoke", **tiny_run), tiny_synth)
+    other = registry.train_or_load(run_config("smoke", **tiny_run, loss="softmax"), tiny_synth)
+    assert other.trained_now and len(counted_train) == 2
+    assert registry.find_model(run_config("smoke", **tiny_run, loss="arc"), tiny_synth) is None
+
+
+def test_pseudo_labels_and_cutmix_run(tiny_synth, registry_cache, tiny_run):
+    result = registry.train_or_load(run_config("smoke", **tiny_run, cutmix=True, pseudo_label=True), tiny_synth)
+    assert result.history["alpha"].iloc[-1] > 0 and len(result.history) == 2
+
+
+def test_thread_override(monkeypatch):
+    monkeypatch.setenv("RXLIB_TRAIN_THREADS", "3")
+    assert registry.cpu_threads() == 3
+    monkeypatch.setenv("RXLIB_TRAIN_THREADS", "zero")
+    with pytest.raises(ValueError, match="RXLIB_TRAIN_THREADS"):
+        registry.cpu_threads()
