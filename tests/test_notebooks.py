@@ -16,11 +16,19 @@ NOTEBOOKS = sorted(p.stem for p in config.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb
 
 @pytest.fixture(scope="session")
 def smoke_root(tmp_path_factory) -> Path:
-    """The smoke synthetic data set, generated once per test session."""
+    """The smoke synthetic data set, generated once per test session, with a fresh model cache so that
+    the notebooks train their models with the code under test (later notebooks reuse them)."""
     from rxlib.synth import generate
 
-    return generate(tmp_path_factory.mktemp("smoke") / "data", profile="smoke", seed=0, progress=False,
+    cache = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("RXLIB_CACHE")
+    os.environ["RXLIB_CACHE"] = str(cache)        # inherited by the papermill kernels
+    yield generate(tmp_path_factory.mktemp("smoke") / "data", profile="smoke", seed=0, progress=False,
                     workers=os.cpu_count() or 1)
+    if previous is None:
+        os.environ.pop("RXLIB_CACHE", None)
+    else:
+        os.environ["RXLIB_CACHE"] = previous
 
 
 def test_source_notebooks_are_stored_without_outputs():
