@@ -131,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     except (RxRx1DataError, ReproduceError, FileNotFoundError, ValueError) as exc:
         print(f"rxlib {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except RuntimeError as exc:  # an unreadable (e.g. truncated) checkpoint: a message, not a torch traceback
+        from .train.loop import CheckpointError
+
+        if not isinstance(exc, CheckpointError):
+            raise
+        print(f"rxlib {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"rxlib {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

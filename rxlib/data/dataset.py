@@ -49,12 +49,17 @@ class RxRx1Dataset(Dataset):
         stats: the per-group statistics table for ``experiment``/``plate`` normalisation.
         augment: random horizontal/vertical flips and 90-degree rotations (torch's global RNG).
         expected_size: side length every image must have (None: any, channels equal).
+        cache: decode each site's PNGs once into a memory-mapped uint8 file and read it from there
+            (:class:`rxlib.data.cache.SiteCache`): False (default) reads the PNGs every time; True
+            uses the default cache folder; a path uses that folder. Built on first use (all sites
+            of the table), rebuilt when the images or the metadata change.
     """
 
     def __init__(self, root: str | Path, table: pd.DataFrame | None = None, *, split: str | None = None,
                  experiments: Sequence[str] | None = None, well_types: Sequence[str] | None = None,
                  sites: Sequence[int] = (1, 2), labelled_only: bool = False, normalize: str = "image",
-                 stats: pd.DataFrame | None = None, augment: bool = False, expected_size: int | None = None):
+                 stats: pd.DataFrame | None = None, augment: bool = False, expected_size: int | None = None,
+                 cache: bool | str | Path = False):
         if normalize not in NORMALISATIONS:
             raise ValueError(f"normalize={normalize!r}; expected one of {NORMALISATIONS}")
         self.root = Path(root)
@@ -79,6 +84,12 @@ class RxRx1Dataset(Dataset):
                                  "(rxlib.data.stats.normalisation_stats)")
             self._group_stats = _stats_lookup(stats, normalize, self.table)
         self._cell_index = {c: i for i, c in enumerate(CELL_TYPES)}
+        self.cache = None
+        if cache is not False and cache is not None and len(self.table):
+            from .cache import SiteCache
+
+            self.cache = SiteCache.build(self.root, self.table["image_stem"], expected_size=expected_size,
+                                         folder=None if cache is True else Path(cache))
 
     def __len__(self) -> int:
         return len(self.table)
@@ -88,7 +99,10 @@ class RxRx1Dataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         row = self.table.iloc[index]
-        raw = load_site_stem(self.root, row["image_stem"], self.expected_size)
+        if self.cache is not None:
+            raw = self.cache[index]
+        else:
+            raw = load_site_stem(self.root, row["image_stem"], self.expected_size)
         image = torch.from_numpy(raw.astype(np.float32))
         if self.normalize == "none":
             image = image / 255.0

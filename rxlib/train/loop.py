@@ -23,6 +23,11 @@ uninterrupted one. On CPU runs are bit-for-bit deterministic for a given thread 
 cuDNN's algorithm choice may differ slightly. Mixed precision (``amp``) and channels-last memory
 layout are used on CUDA only and ignored on CPU.
 
+Several processes: run under ``torchrun`` (``torchrun --nproc_per_node N -m rxlib.train --config FILE``)
+and :func:`train` trains with DistributedDataParallel, a sharded training set, metrics summed over the
+ranks and checkpoints written by rank 0; ``batch_size`` is then per process. See
+:mod:`rxlib.train.distributed`.
+
 Not stated in the paper, so chosen here: Adam (``lr`` 1e-3, ``weight_decay`` 1e-5), cosine annealing
 of the learning rate per epoch to ``min_lr``, CutMix on every labelled batch (``cutmix_prob`` 1),
 pseudo-labels from the softmax head (the arc head for ``loss='arc'``) of the same forward pass,
@@ -43,12 +48,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from tqdm.auto import tqdm
 
 from rxlib.config import N_CLASSES_RXRX1
 from rxlib.io import atomic_path, write_csv
 from rxlib.models import RxNet, build_model
+from rxlib.train import distributed
 from rxlib.train.cutmix import cutmix
 from rxlib.train.losses import LOSS_MODES, MixedTarget, arc_margin_loss, softmax_cross_entropy
 from rxlib.train.pseudo import alpha_schedule, pseudo_labels
@@ -200,9 +206,13 @@ def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> Path:
-    """Write a checkpoint atomically (a crash never leaves a half-written file under ``path``)."""
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    """Write a checkpoint atomically (a crash never leaves a half-written file under ``path``).
+
+    Equal states give equal bytes: torch.save is given an open file, not the temporary's random name,
+    which it would otherwise record inside the archive.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(state, fh)
     return Path(path)
 
 
@@ -271,6 +281,15 @@ class _Meter:
         self.sums["acc_arc"] += float(hits_arc.sum())
         self.n += n
 
+    def reduce(self) -> _Meter:
+        """Sum the counts of every rank (a no-op outside a process group)."""
+        if distributed.current() is not None:
+            keys = list(self.sums)
+            total = distributed.all_reduce_sum([self.sums[k] for k in keys] + [self.n]).tolist()
+            self.sums = dict(zip(keys, total[:-1]))
+            self.n = int(round(total[-1]))
+        return self
+
     def result(self, prefix: str) -> dict:
         out = {f"{prefix}_{k}": (v / self.n if self.n else math.nan) for k, v in self.sums.items()}
         out[f"{prefix}_n"] = self.n
@@ -318,6 +337,9 @@ def evaluate(model: RxNet, dataset: Dataset, config: TrainConfig, progress: bool
     was_training = model.training
     model.eval()
     meter = _Meter()
+    ctx = distributed.current()
+    if ctx is not None:  # disjoint strides, no padding: every item is counted once over the ranks
+        dataset = Subset(dataset, distributed.shard_indices(len(dataset), ctx))
     loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers)
     try:
         for batch in tqdm(loader, desc="validate", leave=False, disable=not progress):
@@ -332,22 +354,22 @@ def evaluate(model: RxNet, dataset: Dataset, config: TrainConfig, progress: bool
             meter.add(float(objective.mean()), soft, arc, _hits(outputs["logits"], labels), _hits(outputs["cosine"], labels))
     finally:
         model.train(was_training)
-    return meter.result("val")
+    return meter.reduce().result("val")
 
 
 def _train_epoch(model, optimizer, scaler, config, train_dataset, unlabelled_dataset, epoch, alpha, progress) -> dict:
     device = torch.device(config.device)
     use_cuda = device.type == "cuda"
-    torch.manual_seed(_stream_seed(config.seed, epoch, 0))  # augmentation, dropout, memory-efficient layers
-    shuffle = torch.Generator().manual_seed(_stream_seed(config.seed, epoch, 1))
+    ctx = distributed.current()
+    # augmentation, dropout, memory-efficient layers; rank r > 0 of a process group gets its own stream
+    rank_seed = _stream_seed(config.seed, epoch, 0) if ctx is None or ctx.rank == 0 else \
+        _stream_seed(config.seed, epoch, 100 + ctx.rank)
+    torch.manual_seed(rank_seed)
     mixing = torch.Generator().manual_seed(_stream_seed(config.seed, epoch, 2))
-    loader = DataLoader(train_dataset, batch_size=config.batch_size, shuffle=True, generator=shuffle,
-                        num_workers=config.num_workers, pin_memory=use_cuda)
+    loader = _epoch_loader(train_dataset, config, _stream_seed(config.seed, epoch, 1), ctx, use_cuda)
     unlabelled = None
     if alpha > 0 and unlabelled_dataset is not None and len(unlabelled_dataset):
-        g = torch.Generator().manual_seed(_stream_seed(config.seed, epoch, 3))
-        unlabelled = _cycle(DataLoader(unlabelled_dataset, batch_size=config.batch_size, shuffle=True, generator=g,
-                                       num_workers=config.num_workers, pin_memory=use_cuda))
+        unlabelled = _cycle(_epoch_loader(unlabelled_dataset, config, _stream_seed(config.seed, epoch, 3), ctx, use_cuda))
     model.train()
     meter = _Meter()
     n_batches = len(loader) if config.max_batches_per_epoch is None else min(len(loader), config.max_batches_per_epoch)
@@ -367,7 +389,10 @@ def _train_epoch(model, optimizer, scaler, config, train_dataset, unlabelled_dat
                 extra = next(unlabelled)
                 images = torch.cat([images, extra["image"].to(device)])
                 cell_type = torch.cat([cell_type, extra["cell_type"].to(device)])
-            if images.shape[0] < 2 or n_lab == 0:  # BatchNorm cannot train on a single sample
+            skip = images.shape[0] < 2 or n_lab == 0  # BatchNorm cannot train on a single sample
+            if ctx is not None:  # every rank must take the same steps, or DDP's all-reduce waits forever
+                skip = bool(distributed.all_reduce_sum([float(skip)])[0] > 0)
+            if skip:
                 continue
             if use_cuda and config.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -393,10 +418,28 @@ def _train_epoch(model, optimizer, scaler, config, train_dataset, unlabelled_dat
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
     finally:
         bar.close()
-    return meter.result("train")
+    return meter.reduce().result("train")
+
+
+def _epoch_loader(dataset: Dataset, config: TrainConfig, seed: int, ctx, use_cuda: bool) -> DataLoader:
+    """A shuffling loader for one epoch: torch's RandomSampler alone, or the rank's shard of a
+    DistributedSampler permutation in a process group."""
+    if ctx is None:
+        return DataLoader(dataset, batch_size=config.batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed),
+                          num_workers=config.num_workers, pin_memory=use_cuda)
+    sampler = DistributedSampler(dataset, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True,
+                                 seed=seed % (1 << 62), drop_last=False)
+    return DataLoader(dataset, batch_size=config.batch_size, sampler=sampler, num_workers=config.num_workers,
+                      pin_memory=use_cuda)
 
 
 # --- the loop ----------------------------------------------------------------------------------
+
+
+def _remove_stale_temporaries(out_dir: Path) -> None:
+    """Delete the temporary files of checkpoints whose writing was killed (never read: see atomic_path)."""
+    for stray in [*out_dir.glob(".model.pt.*.part"), *(out_dir / "checkpoints").glob(".epoch_*.pt.*.part")]:
+        stray.unlink(missing_ok=True)
 
 
 def _check_resume_config(saved: dict, config: TrainConfig, path: Path) -> None:
@@ -449,6 +492,9 @@ def train(
     torch.manual_seed(config.seed)  # model initialisation
     model = build_model(config.arch, config.n_classes, pretrained=config.pretrained,
                         embedding_dim=config.embedding_dim, memory_efficient=config.memory_efficient)
+    ctx = distributed.current()
+    if ctx is not None:
+        model = distributed.convert_sync_batchnorm(model, device)
     model.to(device)
     if use_cuda and config.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -459,6 +505,8 @@ def train(
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     scaler = torch.amp.GradScaler("cuda", enabled=use_cuda and config.amp)
 
+    if ctx is None or ctx.is_main:
+        _remove_stale_temporaries(out_dir)
     start_epoch, records, checkpoint = 0, [], None
     if resume and (checkpoint := latest_checkpoint(out_dir)) is not None:
         state = load_checkpoint(checkpoint)
@@ -469,6 +517,11 @@ def train(
         scaler.load_state_dict(state["scaler"])
         _set_rng_states(state["rng"])
         start_epoch, records = state["epoch"], list(state["history"])
+    net = model  # what the steps run: the model, or its DistributedDataParallel wrapper
+    if ctx is not None:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index if device.index is not None else 0] if use_cuda else None)
+    write = ctx is None or ctx.is_main  # only rank 0 writes files
 
     last_epoch = config.epochs if stop_after_epoch is None else min(config.epochs, stop_after_epoch)
     for epoch in range(start_epoch, last_epoch):
@@ -476,12 +529,18 @@ def train(
         t = epoch + 1
         alpha = alpha_schedule(t, config.pseudo_t1, config.pseudo_t2, config.pseudo_alpha_f) if config.pseudo_label else 0.0
         row = {"epoch": t, "lr": optimizer.param_groups[0]["lr"], "alpha": alpha}
-        row.update(_train_epoch(model, optimizer, scaler, config, train_dataset, unlabelled_dataset, epoch, alpha, progress))
-        row.update(evaluate(model, val_dataset, config, progress) if val_dataset is not None else _Meter().result("val"))
+        progress_here = progress and write
+        row.update(_train_epoch(net, optimizer, scaler, config, train_dataset, unlabelled_dataset, epoch, alpha,
+                                progress_here))
+        row.update(evaluate(model, val_dataset, config, progress_here) if val_dataset is not None
+                   else _Meter().result("val"))
         scheduler.step()
         row["seconds"] = time.perf_counter() - started
         records.append(row)
-        checkpoint = save_checkpoint(checkpoint_path(out_dir, t), {
+        checkpoint = checkpoint_path(out_dir, t)
+        if not write:
+            continue
+        save_checkpoint(checkpoint, {
             "format": CHECKPOINT_FORMAT, "config": config.to_dict(), "epoch": t,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(), "rng": _rng_states(), "history": records,
@@ -494,10 +553,13 @@ def train(
     completed = records[-1]["epoch"] if records else 0
     model_path = None
     if completed >= config.epochs:
-        model_path = save_checkpoint(out_dir / "model.pt", {
-            "format": CHECKPOINT_FORMAT, "config": config.to_dict(), "epoch": completed,
-            "model": model.state_dict(), "in_channels": model.in_channels, "n_cell_types": model.n_cell_types,
-        })
+        model_path = out_dir / "model.pt"
+        if write:
+            save_checkpoint(model_path, {
+                "format": CHECKPOINT_FORMAT, "config": config.to_dict(), "epoch": completed,
+                "model": model.state_dict(), "in_channels": model.in_channels, "n_cell_types": model.n_cell_types,
+            })
+    distributed.barrier()  # every rank returns once rank 0's files are complete
     history = pd.DataFrame(records, columns=list(HISTORY_COLUMNS))
     return TrainResult(model, history, out_dir, checkpoint, model_path, completed)
 

@@ -1,0 +1,107 @@
+"""``python -m rxlib.train --config FILE``: train one run config, on one process or under torchrun.
+
+One process (the same as ``rxlib train``)::
+
+    python -m rxlib.train --config configs/smoke.json
+
+Several processes, one per GPU (``nccl``), or several CPU processes (``gloo``)::
+
+    torchrun --nproc_per_node 4 -m rxlib.train --config configs/paper.json
+    torchrun --nnodes 2 --node_rank R --master_addr HOST --master_port 29500 --nproc_per_node 8 \\
+        -m rxlib.train --config configs/paper.json
+
+Under torchrun the loop trains with DistributedDataParallel (see :mod:`rxlib.train.distributed`):
+``train.batch_size`` of the config is the batch of each process. Rank 0 writes the outputs
+(``history.csv``, ``checkpoints/``, ``model.pt``, then the held-out ``predictions.csv``,
+``accuracy.csv`` and ``controls.csv``); run the same command again to resume a killed run.
+Exit status 2 with a one-line message for bad input (config, data, unreadable checkpoint).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m rxlib.train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="JSON run config (see rxlib.train.profiles)")
+    parser.add_argument("--data", default=None, help="data root (overrides data_root of the config)")
+    parser.add_argument("--out", default=None, help="output folder (overrides out_dir of the config)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (overrides train.device; under torchrun "
+                                                       "each process takes cuda:LOCAL_RANK)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
+
+
+def run(args: argparse.Namespace) -> Path:
+    """Train as ``args`` say; returns the output folder."""
+    import torch
+
+    from rxlib.io import atomic_path, write_csv
+    from rxlib.train import distributed
+    from rxlib.train.profiles import load_config
+    from rxlib.train.registry import cpu_threads, data_fingerprint, model_key, models_dir, train_run
+
+    config = load_config(args.config)
+    data_root = args.data or config.data_root
+    if not data_root:
+        raise ValueError(f"{args.config}: no data_root in the config and no --data given")
+    if args.device:
+        config.train["device"] = args.device
+    out_dir = Path(args.out or config.out_dir or str(models_dir() / model_key(config, data_root)))
+    if not distributed.launched_by_torchrun():
+        return train_run(config, data_root, out_dir, progress=not args.quiet).folder
+
+    from rxlib.train.data import held_out_split
+    from rxlib.train.evaluate import accuracy_by_cell_type, control_confidence, predictions_table
+    from rxlib.train.loop import train
+
+    ctx, device = distributed.init_from_env(config.train.get("device", "cpu"))
+    try:
+        config.train["device"] = device
+        if device == "cpu":
+            torch.set_num_threads(cpu_threads())
+        data_root = Path(data_root).resolve()
+        config = config.resolved(data_root)
+        if ctx.is_main:
+            record = {"key": out_dir.name, "config": config.to_dict(), "data_fingerprint": data_fingerprint(data_root),
+                      "world_size": ctx.world_size}
+            out_dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(out_dir / "run.json") as tmp:
+                Path(tmp).write_text(json.dumps(record, indent=2, default=str) + "\n")
+        split = held_out_split(data_root, **config.data)
+        train_config = config.train_config()
+        result = train(train_config, split.train, split.val, split.unlabelled if train_config.pseudo_label else None,
+                       out_dir=out_dir, resume=True, progress=not args.quiet and ctx.is_main)
+        if ctx.is_main:
+            model = result.model.cpu().eval()
+            predictions = predictions_table(model, split.val, batch_size=max(64, train_config.batch_size))
+            write_csv(out_dir / "accuracy.csv", accuracy_by_cell_type(predictions))
+            write_csv(out_dir / "controls.csv", control_confidence(predictions))
+            write_csv(out_dir / "predictions.csv", predictions)  # last: its presence marks a complete run
+        distributed.barrier()
+    finally:
+        distributed.shutdown()
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> int:
+    from rxlib.io import RxRx1DataError
+    from rxlib.train.loop import CheckpointError
+
+    args = build_parser().parse_args(argv)
+    start = time.perf_counter()
+    try:
+        out = run(args)
+    except (CheckpointError, RxRx1DataError, FileNotFoundError, ValueError) as exc:
+        print(f"python -m rxlib.train: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"trained in {time.perf_counter() - start:.1f} s; outputs in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
