@@ -7,6 +7,10 @@
 - :mod:`~rxlib.explain.channels`: channel importance: eq. 15 (printed and agreement readings),
   occlusion, gradient x input, the DCMIX mixing layer, and the table scoring them against the
   planted channels.
+- :mod:`~rxlib.explain.dcmix`: cheap per-class DCMIX training (one mixing layer per class versus the
+  negative control).
+- :mod:`~rxlib.explain.cheating`: the spurious-cue data set and the cheating-model table.
+- :mod:`~rxlib.explain.sites`: one split in memory, batches, examples to show.
 - :mod:`~rxlib.explain.embeddings`: templates of both heads, t-SNE, spread and separation numbers,
   and the band/block measure of Figure 10's 1x1 filters.
 
@@ -22,20 +26,28 @@ from rxlib.explain.channels import (
     class_importance,
     eq15_attention,
     gradient_x_input,
+    importance_methods,
+    last_dense_layer,
     max_normalise,
     occlusion_importance,
     planted_importance,
 )
 from rxlib.explain.embeddings import (
     FIGURE10_LAYERS,
+    compare_claim,
     feature_separation,
+    feature_separation_table,
+    features_of,
+    figure10_layers,
     figure10_weights,
     filter_band_block_stats,
     filter_stats_table,
     junk_classes,
     junk_separation,
+    most_frequent_classes,
     template_matrix,
     template_spread,
+    template_table,
     tsne_frame,
 )
 from rxlib.explain.gradcam import (
@@ -47,10 +59,12 @@ from rxlib.explain.gradcam import (
     upsample_cam,
 )
 from rxlib.explain.gradcamo import (
+    grad_camo_dataset,
     grad_camo_image,
     grad_camo_per_cell,
     grad_camo_score,
     grad_camo_set,
+    grad_camo_summary,
     load_truth_masks,
     segment_cells,
     segmentation_scores,
@@ -59,32 +73,41 @@ from rxlib.explain.gradcamo import (
 )
 
 __all__ = [
-    "FIGURE10_LAYERS",
-    "IMPORTANCE_METHODS",
     "ChannelMixing",
     "ClassTarget",
     "DCMixNet",
+    "FIGURE10_LAYERS",
+    "IMPORTANCE_METHODS",
     "LayerRecorder",
     "build_dcmix_model",
     "channel_importance_table",
     "channel_importances",
     "class_importance",
+    "compare_claim",
     "eq15_attention",
     "feature_separation",
+    "feature_separation_table",
+    "features_of",
+    "figure10_layers",
     "figure10_weights",
     "filter_band_block_stats",
     "filter_stats_table",
     "grad_cam",
+    "grad_camo_dataset",
     "grad_camo_image",
     "grad_camo_per_cell",
     "grad_camo_score",
     "grad_camo_set",
+    "grad_camo_summary",
     "gradient_x_input",
+    "importance_methods",
     "junk_classes",
     "junk_separation",
+    "last_dense_layer",
     "load_truth_masks",
     "max_normalise",
     "minmax_normalise",
+    "most_frequent_classes",
     "occlusion_importance",
     "planted_importance",
     "resolve_layer",
@@ -93,6 +116,7 @@ __all__ = [
     "segmentation_table",
     "template_matrix",
     "template_spread",
+    "template_table",
     "truth_mask_paths",
     "tsne_frame",
     "upsample_cam",

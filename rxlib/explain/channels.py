@@ -374,3 +374,52 @@ def channel_importances(
     if "grad_x_input" in methods:
         out["grad_x_input"] = gradient_x_input(model, images, cell_type, targets, head=head)
     return {m: out[m].detach().cpu() for m in methods}
+
+
+def last_dense_layer(model: nn.Module) -> str:
+    """Name of the last dense layer of the last dense block (the paper's Figure 12 layer,
+    ``denseblock4.denselayer24`` in DenseNet-161; ``denseblock4.denselayer4`` in the tiny DenseNet).
+
+    Raises:
+        ValueError: the model has no dense blocks.
+    """
+    inner = getattr(model, "inner", model)
+    features = getattr(inner, "features", inner)
+    blocks = [(n, m) for n, m in features.named_children() if n.startswith("denseblock")]
+    if not blocks:
+        raise ValueError(f"{type(inner).__name__} has no dense blocks")
+    name, block = blocks[-1]
+    layers = [n for n, _ in block.named_children() if n.startswith("denselayer")]
+    return f"{name}.{layers[-1]}"
+
+
+def importance_methods(model: nn.Module, images: torch.Tensor, cell_type: torch.Tensor | None, labels,
+                       *, cam_layers: dict[str, str], batch_size: int = 64,
+                       methods: Sequence[str] = ("occlusion_mean", "grad_x_input")) -> dict[str, np.ndarray]:
+    """:func:`channel_importances` of a whole set, in batches, for the images' own labels, with eq. 15
+    at several Grad-CAM layers.
+
+    Args:
+        model: an RxNet.
+        images: ``(N, C, H, W)`` normalised images; ``cell_type`` ``(N, 4)``; ``labels`` ``(N,)`` targets.
+        cam_layers: ``{short name: layer}``; each adds ``eq15_printed[name]`` and ``eq15_agreement[name]``.
+        batch_size: images per pass.
+        methods: the CAM-free methods of :data:`IMPORTANCE_METHODS` to add.
+
+    Returns:
+        method -> ``(N, C)`` array.
+    """
+    if len(images) != len(labels):
+        raise ValueError(f"{len(images)} images but {len(labels)} labels")
+    labels = [int(v) for v in np.asarray(labels)]
+    parts: dict[str, list[torch.Tensor]] = {}
+    for start in range(0, len(labels), batch_size):
+        sl = slice(start, start + batch_size)
+        x, ct, y = images[sl], None if cell_type is None else cell_type[sl], labels[sl]
+        for name, layer in cam_layers.items():
+            found = channel_importances(model, x, ct, y, layer=layer, methods=("eq15_printed", "eq15_agreement"))
+            for method, values in found.items():
+                parts.setdefault(f"{method}[{name}]", []).append(values)
+        for method, values in channel_importances(model, x, ct, y, methods=tuple(methods)).items():
+            parts.setdefault(method, []).append(values)
+    return {name: torch.cat(values).numpy() for name, values in parts.items()}

@@ -123,10 +123,104 @@ def tsne_frame(vectors: np.ndarray, *, labels: Sequence | None = None, junk: np.
     return frame
 
 
+def most_frequent_classes(labels: Sequence[int] | np.ndarray, k: int = 3) -> list[int]:
+    """The ``k`` classes with most samples (ties broken by the smaller class id), as in Figure 9."""
+    values, counts = np.unique(np.asarray(labels), return_counts=True)
+    order = np.lexsort((values, -counts))
+    return [int(v) for v in values[order[:k]]]
+
+
+def template_table(models: dict[str, nn.Module], junk: np.ndarray) -> pd.DataFrame:
+    """Spread and junk separation of both heads' templates, one row per (model, head).
+
+    Args:
+        models: name (e.g. ``'without PL'``, ``'with PL'``) -> RxNet.
+        junk: boolean per class (:func:`junk_classes`).
+
+    Returns:
+        Columns ``model``, ``head``, ``spread_actual`` (:func:`template_spread` over the classes with
+        training samples), ``spread_all``, ``junk_separation`` (:func:`junk_separation`, NaN
+        without junk classes) and ``n_junk``.
+    """
+    junk = np.asarray(junk, dtype=bool)
+    rows = []
+    for name, model in models.items():
+        for head in ("arc", "softmax"):
+            t = template_matrix(model, head)
+            if len(t) != len(junk):
+                raise ValueError(f"{name}: {len(t)} templates but {len(junk)} junk flags")
+            rows.append({"model": name, "head": head, "spread_actual": template_spread(t, ~junk),
+                         "spread_all": template_spread(t),
+                         "junk_separation": junk_separation(t, junk) if 0 < junk.sum() < len(junk) else np.nan,
+                         "n_junk": int(junk.sum())})
+    return pd.DataFrame(rows)
+
+
+def feature_separation_table(features: dict[str, tuple[np.ndarray, np.ndarray]]) -> pd.DataFrame:
+    """:func:`feature_separation` of several models' features: name -> ``(features, labels)``.
+
+    Returns:
+        Columns ``model``, ``classes``, ``n_sites``, ``feature_separation``.
+    """
+    return pd.DataFrame([{"model": name, "classes": " ".join(map(str, np.unique(y))), "n_sites": len(y),
+                          "feature_separation": feature_separation(x, y)} for name, (x, y) in features.items()])
+
+
+def compare_claim(table: pd.DataFrame, column: str, *, before: str, after: str, key: str = "model",
+                  claim: str = "", tolerance: float = 0.0) -> str:
+    """One sentence: does ``column`` grow from the ``before`` row to the ``after`` row (by more than ``tolerance``)?
+
+    Args:
+        table: rows identified by ``key`` (filter it to one head first).
+        claim: what the paper says, quoted in the sentence.
+    """
+    values = table.set_index(key)[column]
+    b, a = float(values[before]), float(values[after])
+    holds = a - b > tolerance
+    return (f"{claim + ': ' if claim else ''}{column} {before} {b:.3f} -> {after} {a:.3f} "
+            f"({a - b:+.3f}): {'holds' if holds else 'does NOT hold'} here.")
+
+
 # --- Figure 10: 1x1 filters -------------------------------------------------------------------------
 
 #: The two layers of the paper's Figure 10: (dense block, dense layer), 1-based.
 FIGURE10_LAYERS: tuple[tuple[int, int], ...] = ((1, 6), (2, 2))
+
+
+def figure10_layers(model: nn.Module, layers: Sequence[tuple[int, int]] = FIGURE10_LAYERS) -> list[tuple[int, int]]:
+    """The model's counterparts of the paper's Figure 10 layers: the same dense block, the layer number
+    clipped to the block's length (DenseNet-161 has 6 layers in block 1; the tiny DenseNet has 2, so
+    ``(1, 6)`` becomes ``(1, 2)``, the last layer of block 1, like DL(6) in DenseNet-161).
+
+    Raises:
+        ValueError: not a DenseNet, or a block the model lacks.
+    """
+    inner = getattr(model, "inner", model)
+    if getattr(inner, "family", None) != "densenet":
+        raise ValueError(f"Figure 10 needs a DenseNet, got {getattr(inner, 'arch', type(inner).__name__)!r}")
+    out = []
+    for block, layer in layers:
+        try:
+            dense_block = getattr(inner.features, f"denseblock{block}")
+        except AttributeError:
+            raise ValueError(f"{inner.arch} has no denseblock{block}") from None
+        out.append((block, min(layer, len(dense_block))))
+    return out
+
+
+def features_of(model: nn.Module, dataset, classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings (the 1024-d feature vectors of Figure 9) of the items of ``dataset`` whose label is in ``classes``.
+
+    Returns:
+        ``(features (n, D), labels (n,))``.
+    """
+    from rxlib.train.loop import predict
+
+    out = predict(model, dataset, batch_size=128)
+    keep = np.isin(out["label"], list(classes))
+    if not keep.any():
+        raise ValueError(f"no items of classes {list(classes)} in the data set")
+    return out["embedding"][keep].astype(np.float64), out["label"][keep]
 
 
 def figure10_weights(model: nn.Module, layers: Sequence[tuple[int, int]] = FIGURE10_LAYERS) -> dict[str, np.ndarray]:
@@ -191,6 +285,7 @@ def filter_band_block_stats(weights: np.ndarray | torch.Tensor, *, band_tol: flo
 
 
 def filter_stats_table(model: nn.Module, layers: Sequence[tuple[int, int]] = FIGURE10_LAYERS, **kwargs) -> pd.DataFrame:
-    """:func:`filter_band_block_stats` for each Figure 10 layer of a model, one row per layer."""
+    """:func:`filter_band_block_stats` for each Figure 10 layer of a model, one row per layer
+    (``layers`` as for :func:`figure10_weights`; see :func:`figure10_layers` for smaller DenseNets)."""
     return pd.DataFrame([{"layer": name, **filter_band_block_stats(w, **kwargs)}
                          for name, w in figure10_weights(model, layers).items()])

@@ -227,3 +227,65 @@ def segmentation_table(root: str | Path, metadata: pd.DataFrame, **segment_kwarg
         rows.append({"experiment": rec.experiment, "plate": rec.plate, "well": rec.well, "site": rec.site,
                      "cell_type": rec.cell_type, **scores})
     return pd.DataFrame(rows)
+
+
+# --- a whole data set ----------------------------------------------------------------------------------
+
+
+def grad_camo_dataset(model, dataset, root: str | Path, positions: Sequence[int] | None = None, *,
+                      layer: str = "denseblock4", batch_size: int = 64, head: str = "logits") -> pd.DataFrame:
+    """Grad-CAM of each site for its own label, scored against the synthetic ground-truth masks.
+
+    Args:
+        model: an RxNet (called as ``model(images, cell_type)``).
+        dataset: items with ``image``, ``cell_type``, ``label`` and a ``table`` of metadata
+            (:class:`rxlib.train.data.InMemorySites`); images normalised as in training.
+        root: the synthetic data root holding ``truth/masks`` for these sites.
+        positions: items to score (default all); sites without a label (-1) are skipped.
+        layer: Grad-CAM layer (dotted path inside ``features``).
+        batch_size: images per Grad-CAM pass.
+        head: ``'logits'`` or ``'cosine'``.
+
+    Returns:
+        One row per site: its metadata (``site_id``, ``experiment``, ``cell_type``, ``well_type``,
+        ``label``), ``layer``, the fields of :func:`grad_camo_image` and ``phenotype_share`` (the
+        share of attention on the pixels where the phenotype was planted, NaN where none was).
+    """
+    from rxlib.explain.gradcam import grad_cam
+    from rxlib.explain.sites import site_batch
+
+    table = dataset.table
+    positions = list(range(len(dataset))) if positions is None else [int(p) for p in positions]
+    positions = [p for p in positions if int(table["label"].iloc[p]) >= 0]
+    if not positions:
+        raise ValueError("no labelled sites to score")
+    rows = []
+    for start in range(0, len(positions), batch_size):
+        chunk = positions[start:start + batch_size]
+        batch = site_batch(dataset, chunk)
+        cams = grad_cam(model, batch["image"], batch["cell_type"], batch["label"].tolist(), layer=layer,
+                        head=head, upsample=True).cpu().numpy()
+        for cam, p in zip(cams, chunk):
+            rec = table.iloc[p]
+            masks = load_truth_masks(root, rec["experiment"], int(rec["plate"]), rec["well"], int(rec["site"]))
+            scores = grad_camo_image(cam, masks["cells"])
+            phenotype = grad_camo_score(cam, masks["phenotype"]) if masks["phenotype"].any() else float("nan")
+            rows.append({"site_id": rec["site_id"], "experiment": rec["experiment"], "cell_type": rec["cell_type"],
+                         "well_type": rec["well_type"], "label": int(rec["label"]), "layer": layer,
+                         **scores, "phenotype_share": phenotype})
+    return pd.DataFrame(rows)
+
+
+def grad_camo_summary(frame: pd.DataFrame, by: str | Sequence[str] = "cell_type") -> pd.DataFrame:
+    """Mean Grad-CAMO per group and over all sites (row ``all``) of a :func:`grad_camo_dataset` frame.
+
+    Columns: the group, ``n``, ``grad_camo`` (mean share on cells), ``cell_fraction`` (mean share of the
+    image the cells cover: what a uniform map scores), ``enrichment`` (grad_camo / cell_fraction, mean
+    per image; 1 = no preference for cells) and ``phenotype_share``.
+    """
+    by = [by] if isinstance(by, str) else list(by)
+    cols = ["grad_camo", "cell_fraction", "enrichment", "phenotype_share"]
+    grouped = frame.groupby(by, sort=True)[cols].mean()
+    grouped.insert(0, "n", frame.groupby(by, sort=True).size())
+    total = pd.DataFrame([{**{b: "all" for b in by}, "n": len(frame), **frame[cols].mean().to_dict()}]).set_index(by)
+    return pd.concat([grouped, total]).reset_index()

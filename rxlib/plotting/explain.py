@@ -180,3 +180,78 @@ def plot_tsne(frames: Mapping[str, pd.DataFrame], *, title: str | None = None) -
     if title:
         fig.suptitle(title)
     return fig
+
+
+def plot_cam_grid(images: Sequence, cams: Sequence, *, titles: Sequence[str] | None = None,
+                  channel: int | None = None, channel_name: str | None = None, alpha: float = 0.45,
+                  cmap: str = "jet", title: str | None = None) -> Figure:
+    """Several Grad-CAM examples, one row each: the image, the CAM, and the CAM over the image (Figure 11).
+
+    Args:
+        images: ``(C, H, W)`` stacks (or one ``(N, C, H, W)`` array).
+        cams: matching ``(H, W)`` maps at the images' resolution.
+        titles: one per row (shown over the first panel).
+        channel: show this channel (0-based) in grey instead of the RGB composite (e.g. the channel
+            that carries a cue); ``channel_name`` labels it.
+    """
+    import matplotlib.pyplot as plt
+
+    images = [_array(im, "image", 3) for im in images]
+    cams = [_array(c, "cam", 2) for c in cams]
+    if len(images) != len(cams) or not images:
+        raise ValueError(f"got {len(images)} images and {len(cams)} CAMs; need the same non-zero number")
+    if titles is not None and len(titles) != len(images):
+        raise ValueError(f"{len(titles)} titles for {len(images)} rows")
+    fig, axes = plt.subplots(len(images), 3, figsize=(7.5, 2.5 * len(images)), constrained_layout=True, squeeze=False)
+    shown = "composite" if channel is None else (channel_name or f"channel {channel + 1}")
+    for row, (image, cam) in enumerate(zip(images, cams)):
+        _check_pair(image, cam)
+        cam = stretch(cam, 0.0, 100.0)
+        base = rgb_composite(image) if channel is None else stretch(image[channel])
+        kw = {} if channel is None else {"cmap": "gray"}
+        ax = axes[row]
+        ax[0].imshow(base, **kw)
+        im = ax[1].imshow(cam, cmap=cmap, vmin=0, vmax=1)
+        ax[2].imshow(base, **kw)
+        ax[2].imshow(cam, cmap=cmap, alpha=alpha, vmin=0, vmax=1)
+        for a, name in zip(ax, (shown, "Grad-CAM", "overlay")):
+            a.set_axis_off()
+            a.set_title(name if row == 0 else "", fontsize=9)
+        if titles is not None:
+            ax[0].text(-0.05, 0.5, titles[row], transform=ax[0].transAxes, rotation=90, ha="right", va="center",
+                       fontsize=8)
+    fig.colorbar(im, ax=axes, shrink=0.6, label="attention")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_grad_camo(summary: pd.DataFrame, *, group: str = "cell_type", hue: str | None = None,
+                   title: str | None = None) -> Figure:
+    """Grad-CAMO per group (bars) against the cell-area fraction a uniform map would score (black ticks).
+
+    Args:
+        summary: :func:`rxlib.explain.gradcamo.grad_camo_summary` output (columns ``group``,
+            ``grad_camo``, ``cell_fraction``), optionally stacked for several models in column ``hue``.
+    """
+    import matplotlib.pyplot as plt
+
+    hues = [None] if hue is None else list(dict.fromkeys(summary[hue]))
+    groups = list(dict.fromkeys(summary[group]))
+    fig, ax = plt.subplots(figsize=(1.3 * len(groups) + 2, 3.4), constrained_layout=True)
+    width = 0.8 / len(hues)
+    x = np.arange(len(groups))
+    for j, h in enumerate(hues):
+        part = summary if h is None else summary[summary[hue] == h]
+        part = part.set_index(group).reindex(groups)
+        offset = (j - (len(hues) - 1) / 2) * width
+        ax.bar(x + offset, part["grad_camo"], width, label=h if h is not None else "Grad-CAMO")
+        ax.hlines(part["cell_fraction"], x + offset - width / 2, x + offset + width / 2, colors="k",
+                  label="cell-area fraction (uniform map)" if j == 0 else None)
+    ax.set_xticks(x, [str(g) for g in groups])
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("share of attention on cells")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return fig

@@ -229,3 +229,41 @@ def registry_table() -> pd.DataFrame:
                      "complete": (run.parent / "predictions.csv").is_file()})
     return pd.DataFrame(rows, columns=["key", "profile", "arch", "loss", "cutmix", "pseudo_label", "epochs",
                                        "data_root", "complete"])
+
+
+def cached_table(name: str, identity: dict, data_root: str | os.PathLike, compute) -> pd.DataFrame:
+    """A table computed once per (``name``, ``identity``, data set) and kept in the registry folder.
+
+    For cheap derived results that are not :class:`RunConfig` models (e.g. the per-class DCMIX weights
+    of notebook 08): ``models_dir()/<name>-<key>/table.csv`` with ``identity.json`` beside it, where
+    ``key`` hashes ``identity`` (everything that determines the result) and the data fingerprint.
+
+    Args:
+        name: a short name (letters, digits, ``_`` and ``-``).
+        identity: JSON-serialisable settings of the computation.
+        data_root: the data set it is computed on.
+        compute: a callable returning the DataFrame (its index is stored and restored).
+
+    Returns:
+        The DataFrame, computed now or read back.
+    """
+    if not name or not all(ch.isalnum() or ch in "_-" for ch in name):
+        raise ValueError(f"invalid cache name {name!r}: use letters, digits, '_' and '-'")
+    text = json.dumps({"name": name, "identity": identity, "data": data_fingerprint(data_root)},
+                      sort_keys=True, default=str)
+    folder = models_dir() / f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+    path = folder / "table.csv"
+    if path.is_file():
+        frame = pd.read_csv(path)
+        index = json.loads((folder / "identity.json").read_text()).get("index") or []
+        return frame.set_index(index) if index else frame
+    frame = compute()
+    if not isinstance(frame, pd.DataFrame):
+        raise TypeError(f"compute for {name!r} returned {type(frame).__name__}, not a DataFrame")
+    folder.mkdir(parents=True, exist_ok=True)
+    index = [n for n in frame.index.names if n is not None]
+    with atomic_path(folder / "identity.json") as tmp:
+        Path(tmp).write_text(json.dumps({"name": name, "identity": identity, "index": index,
+                                         "data_root": str(data_root)}, indent=2, default=str) + "\n")
+    write_csv(path, frame.reset_index() if index else frame)
+    return frame

@@ -1,0 +1,197 @@
+"""Training DCMIX cheaply, one mixing layer per class (DCMIX: Learning Channel Importance for High
+Content Imaging with Interpretable Deep Input Channel Mixing).
+
+DCMIX puts a trainable alpha-compositing layer (:class:`~rxlib.explain.channels.ChannelMixing`:
+non-negative weights summing to one) in front of a network; after training, the weights say which
+input channels the prediction needs. Trained over all classes at once it gives one importance vector
+for the whole data set; the planted importances of the synthetic data are per class. So here one small
+DCMIX network per class learns to tell that class from the negative control (untreated wells) through
+a single mixed channel: its mixing weights are the channels in which the class differs from untreated
+cells, the question the planted importances answer.
+
+The network behind the mixing layer is :class:`SmallConvNet` (three 3x3 convolutions): a few hundred
+steps per class take seconds on a CPU.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from rxlib.explain.channels import DCMixNet
+
+
+class SmallConvNet(nn.Module):
+    """Three 3x3 convolutions with ReLU and pooling, global average and max pooling, a linear head.
+
+    Args:
+        in_channels: input channels (the DCMIX mixtures).
+        n_classes: outputs.
+        width: channels of the first convolution (doubled in the second and third).
+    """
+
+    def __init__(self, in_channels: int = 1, n_classes: int = 2, width: int = 16) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.features = nn.Sequential(
+            nn.Conv2d(in_channels, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(),
+        )
+        self.head = nn.Linear(4 * width, n_classes)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        maps = self.features(images)
+        return self.head(torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1))
+
+
+def normalised_images(dataset) -> tuple[torch.Tensor, np.ndarray]:
+    """Every item of a data set as one float tensor ``(N, C, H, W)`` (as the models see them) and the labels."""
+    images = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
+    labels = np.array([int(dataset[i]["label"]) for i in range(len(dataset))])
+    return images, labels
+
+
+def train_dcmix_binary(positives: torch.Tensor, negatives: torch.Tensor, *, steps: int = 100,
+                       batch_size: int = 32, crop: int | None = 32, lr: float = 3e-3, mix_lr: float = 0.05,
+                       width: int = 8, seed: int = 0) -> DCMixNet:
+    """Train a one-mixture DCMIX network to tell ``positives`` from ``negatives``.
+
+    Batches are half positives, half negatives, with random flips and one random ``crop`` x ``crop``
+    window per batch (the phenotypes are per cell, so a window keeps them at full resolution for a
+    quarter of the cost; the network pools globally and is applied to whole images afterwards). The
+    mixing logits learn with their own (larger) rate ``mix_lr``, since they start uniform and receive
+    small gradients.
+
+    Args:
+        positives, negatives: ``(N, C, H, W)`` normalised images.
+        steps: optimiser steps.
+        batch_size: images per step (half of each kind).
+        crop: training window size (None: whole images).
+        lr, mix_lr: Adam learning rates of the network and of the mixing logits.
+        width: channels of :class:`SmallConvNet`.
+        seed: seeds the initialisation and the batches.
+
+    Returns:
+        The trained :class:`DCMixNet` in eval mode (``channel_importance()`` gives the weights).
+    """
+    if positives.ndim != 4 or negatives.ndim != 4 or positives.shape[1:] != negatives.shape[1:]:
+        raise ValueError(f"positives {tuple(positives.shape)} and negatives {tuple(negatives.shape)} must be "
+                         "(N, C, H, W) with the same C, H, W")
+    if len(positives) < 2 or len(negatives) < 2:
+        raise ValueError(f"need at least two images of each kind, got {len(positives)} and {len(negatives)}")
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = DCMixNet(SmallConvNet(1, 2, width), in_channels=positives.shape[1])
+    optimiser = torch.optim.Adam([
+        {"params": model.inner.parameters(), "lr": lr},
+        {"params": model.mix.parameters(), "lr": mix_lr},
+    ])
+    half = batch_size // 2
+    target = torch.cat([torch.ones(half, dtype=torch.long), torch.zeros(half, dtype=torch.long)])
+    model.train()
+    for _ in range(steps):
+        pos = positives[torch.randint(len(positives), (half,), generator=gen)]
+        neg = negatives[torch.randint(len(negatives), (half,), generator=gen)]
+        x = torch.cat([pos, neg])
+        if crop is not None and crop < min(x.shape[-2:]):
+            top, left = (int(torch.randint(size - crop + 1, (), generator=gen)) for size in x.shape[-2:])
+            x = x[..., top:top + crop, left:left + crop]
+        if torch.rand((), generator=gen) < 0.5:
+            x = x.flip(-1)
+        if torch.rand((), generator=gen) < 0.5:
+            x = x.flip(-2)
+        loss = nn.functional.cross_entropy(model(x), target)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return model.eval()
+
+
+def dcmix_per_class(images: torch.Tensor, labels: Sequence[int] | np.ndarray, classes: Sequence[int],
+                    control: int, *, val: tuple[torch.Tensor, np.ndarray] | None = None,
+                    **train_kwargs) -> pd.DataFrame:
+    """Per-class DCMIX channel weights: one :func:`train_dcmix_binary` network per class versus ``control``.
+
+    Args:
+        images: ``(N, C, H, W)`` normalised training images; ``labels`` their classes.
+        classes: the classes to explain (those with training images).
+        control: the class of the negative control.
+        val: optional held-out ``(images, labels)``; adds the balanced accuracy of each binary network.
+        **train_kwargs: passed to :func:`train_dcmix_binary`.
+
+    Returns:
+        DataFrame indexed by ``class_id`` with ``w1``..``wC`` (the learnt weights, summing to 1) and,
+        with ``val``, ``val_balanced_accuracy``.
+    """
+    labels = np.asarray(labels)
+    negatives = images[torch.from_numpy(labels == control)]
+    rows = []
+    for cid in classes:
+        if cid == control:
+            continue
+        positives = images[torch.from_numpy(labels == cid)]
+        if len(positives) < 2:
+            continue
+        model = train_dcmix_binary(positives, negatives, **train_kwargs)
+        row = {"class_id": int(cid), **{f"w{i + 1}": float(w) for i, w in enumerate(model.channel_importance())}}
+        if val is not None:
+            row["val_balanced_accuracy"] = _balanced_accuracy(model, val[0], np.asarray(val[1]), cid, control)
+        rows.append(row)
+    if not rows:
+        raise ValueError("no class had training images besides the control")
+    return pd.DataFrame(rows).set_index("class_id")
+
+
+@torch.no_grad()
+def _balanced_accuracy(model: nn.Module, images: torch.Tensor, labels: np.ndarray, cid: int, control: int) -> float:
+    scores = []
+    for value, kind in ((1, cid), (0, control)):
+        chosen = images[torch.from_numpy(labels == kind)]
+        if len(chosen) == 0:
+            return float("nan")
+        scores.append(float((model(chosen).argmax(dim=1) == value).float().mean()))
+    return float(np.mean(scores))
+
+
+#: Training settings of :func:`dcmix_for_data_root` (the identity of its cached result).
+DCMIX_SETTINGS: dict = {"steps": 100, "batch_size": 32, "crop": 32, "lr": 3e-3, "mix_lr": 0.05, "width": 8, "seed": 0}
+
+
+def dcmix_for_data_root(data_root: str | Path, *, cache: bool = True, **settings) -> pd.DataFrame:
+    """Per-class DCMIX weights (:func:`dcmix_per_class`) of a synthetic data set, trained on its
+    training experiments against the negative control, scored on its held-out experiments.
+
+    The result is kept in the model registry (:func:`rxlib.train.registry.cached_table`), so later
+    runs on the same data and settings read it back.
+
+    Args:
+        data_root: the data set (its ``truth/classes.csv``, or the metadata, names the negative control).
+        cache: read and write the registry.
+        **settings: overrides of :data:`DCMIX_SETTINGS`.
+    """
+    from rxlib.data import read_metadata
+    from rxlib.explain.sites import split_sites
+    from rxlib.train.registry import cached_table
+
+    unknown = set(settings) - set(DCMIX_SETTINGS)
+    if unknown:
+        raise ValueError(f"unknown DCMIX settings {sorted(unknown)}; known: {sorted(DCMIX_SETTINGS)}")
+    settings = {**DCMIX_SETTINGS, **settings}
+
+    def compute() -> pd.DataFrame:
+        table = read_metadata(data_root)
+        controls = table.loc[table["well_type"] == "negative_control", "label"].unique()
+        if len(controls) != 1:
+            raise ValueError(f"{data_root}: expected one negative-control class, found {sorted(controls)}")
+        images, labels = normalised_images(split_sites(data_root, "train", table=table))
+        val = normalised_images(split_sites(data_root, "test", table=table))
+        return dcmix_per_class(images, labels, sorted(set(labels.tolist())), int(controls[0]), val=val, **settings)
+
+    if not cache:
+        return compute()
+    return cached_table("dcmix_per_class", {"method": "one-vs-negative-control", **settings}, data_root, compute)

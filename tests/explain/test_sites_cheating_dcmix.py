@@ -1,0 +1,177 @@
+"""Sites in memory, Grad-CAMO over a data set, the cheating-model measurements and per-class DCMIX,
+on a tiny synthetic data set (32x32) and its spurious-cue twin."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from rxlib.explain import cheating
+from rxlib.explain.dcmix import (
+    SmallConvNet,
+    dcmix_per_class,
+    normalised_images,
+    train_dcmix_binary,
+)
+from rxlib.explain.gradcamo import grad_camo_dataset, grad_camo_summary
+from rxlib.explain.sites import (
+    best_recognised_group,
+    pick_examples,
+    sample_positions,
+    site_batch,
+    split_sites,
+    subset_sites,
+)
+from rxlib.models import build_model
+from rxlib.train.data import held_out_split
+
+TINY = {"image_size": 32, "n_treatments": 6, "n_junk": 1, "n_positive_controls": 1,
+        "experiments": (("HEPG2", 1, 1), ("U2OS", 1, 1)), "n_plates": 1, "n_sites": 1, "calibration_sites": 2}
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    from rxlib.synth import generate
+
+    return generate(tmp_path_factory.mktemp("explain_synth") / "data", profile="smoke", seed=0, progress=False, **TINY)
+
+
+@pytest.fixture(scope="module")
+def tiny_cue_root(tmp_path_factory) -> Path:
+    from rxlib.synth import generate
+
+    return generate(tmp_path_factory.mktemp("explain_cue") / "data", profile="smoke", seed=0, progress=False,
+                    spurious_cue=True, cue_amplitude=24.0, **TINY)
+
+
+@pytest.fixture(scope="module")
+def untrained(tiny_root):
+    torch.manual_seed(0)
+    from rxlib.data import class_scheme
+
+    return build_model("tiny_densenet", class_scheme(tiny_root).n_classes, embedding_dim=16).eval()
+
+
+def test_split_sites_equal_the_held_out_split(tiny_root):
+    split = held_out_split(tiny_root, augment=False)
+    sites = split_sites(tiny_root, "test")
+    assert sites.table["site_id"].tolist() == split.val.table["site_id"].tolist()
+    for i in range(len(sites)):
+        assert torch.equal(sites[i]["image"], split.val[i]["image"])
+    assert split_sites(tiny_root, "test") is sites  # cached per process
+    with pytest.raises(ValueError, match="split"):
+        split_sites(tiny_root, "val")
+
+
+def test_subset_batch_and_sampling(tiny_root):
+    sites = split_sites(tiny_root, "train")
+    part = subset_sites(sites, [2, 0])
+    assert part.table["site_id"].tolist() == sites.table["site_id"].iloc[[2, 0]].tolist()
+    assert torch.equal(part[0]["image"], sites[2]["image"])
+    batch = site_batch(sites, [0, 1, 2])
+    assert batch["image"].shape == (3, 6, 32, 32) and batch["cell_type"].shape == (3, 4) and batch["label"].shape == (3,)
+    chosen = sample_positions(sites.table, 4, seed=1)
+    assert len(chosen) == 4 and set(sites.table["cell_type"].iloc[chosen]) == set(sites.table["cell_type"])
+    assert np.array_equal(chosen, sample_positions(sites.table, 4, seed=1))
+    assert len(sample_positions(sites.table, 10_000)) == len(sites)
+    with pytest.raises(IndexError):
+        subset_sites(sites, [len(sites)])
+
+
+def test_pick_examples_and_best_group():
+    predictions = pd.DataFrame({
+        "cell_type": ["A", "A", "B", "B", "B"], "well_type": ["treatment"] * 4 + ["negative_control"],
+        "label": [1, 2, 1, 3, 9], "pred_softmax": [1, 0, 0, 3, 9], "top1_prob": [0.6, 0.9, 0.95, 0.5, 1.0],
+        "prob_true": [0.6, 0.1, 0.01, 0.5, 1.0]})
+    examples = pick_examples(predictions)
+    assert examples["position"].tolist() == [0, 3]  # correct beats more confident but wrong
+    group = best_recognised_group(predictions)
+    assert (group["cell_type"], group["label"]) == ("A", 1) and group["positions"].tolist() == [0]
+
+
+def test_grad_camo_dataset_scores_against_the_truth(untrained, tiny_root):
+    sites = split_sites(tiny_root, "test")
+    frame = grad_camo_dataset(untrained, sites, tiny_root, [0, 1], layer="denseblock2")
+    assert len(frame) == 2 and frame["grad_camo"].between(0, 1).all()
+    assert (frame["cell_fraction"] > 0).all() and set(frame["layer"]) == {"denseblock2"}
+    summary = grad_camo_summary(frame)
+    assert summary["cell_type"].iloc[-1] == "all" and summary["n"].iloc[-1] == 2
+
+
+def test_cheating_measurements_on_the_cue_twin(untrained, tiny_root, tiny_cue_root, tmp_path):
+    from tests.conftest import write_tiny_official
+
+    drawn = cheating.cue_sites(tiny_cue_root)
+    assert drawn["cue_drawn"].any()
+    table, per_image = cheating.cheating_measurements({"clean": untrained, "cheating": untrained}, tiny_root,
+                                                      tiny_cue_root, layer="denseblock2", n_sites=4)
+    assert table["model"].tolist() == ["clean", "cheating"]
+    assert {"acc_train_with_cue", "acc_train_without_cue", "acc_held_out", "grad_camo_cue_sites",
+            "grad_camo_held_out", "cue_dependence"} <= set(table.columns)
+    # the same model on both sides: no difference, and the verdict says so
+    assert table["grad_camo_cue_sites"].nunique() == 1
+    assert "does NOT" in cheating.cheating_verdict(table)
+    paired = cheating.paired_difference(per_image)
+    assert paired["mean_difference"] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="different training sites"):
+        cheating.cheating_measurements({"m": untrained}, write_tiny_official(tmp_path / "other"), tiny_cue_root,
+                                       layer="denseblock2")
+
+
+def test_cheating_table_and_verdict():
+    table = cheating.cheating_table({"clean": {"acc_train_with_cue": 0.8, "acc_train_without_cue": 0.8,
+                                               "grad_camo_cue_sites": 0.8},
+                                     "cheating": {"acc_train_with_cue": 0.95, "acc_train_without_cue": 0.4,
+                                                  "grad_camo_cue_sites": 0.6}})
+    assert table.set_index("model").loc["cheating", "cue_dependence"] == pytest.approx(0.55)
+    assert "does put" in cheating.cheating_verdict(table)
+
+
+def test_cue_data_root_is_named_by_profile_seed_and_amplitude(tmp_path, monkeypatch):
+    import rxlib.synth
+
+    monkeypatch.setenv("RXLIB_CACHE", str(tmp_path))
+    calls = []
+    monkeypatch.setattr(rxlib.synth, "generate", lambda out, **kw: calls.append((out, kw)) or Path(out))
+    root = cheating.cue_data_root("smoke", 3, cue_amplitude=12, workers=1)
+    assert root == tmp_path / "synthetic" / "smoke-seed3-cue12"
+    assert calls[0][1]["spurious_cue"] is True and calls[0][1]["seed"] == 3 and calls[0][1]["cue_amplitude"] == 12.0
+    with pytest.raises(ValueError, match="synthetic profile"):
+        cheating.cue_data_root("paper", 0)
+
+
+def test_dcmix_finds_the_only_informative_channel():
+    torch.manual_seed(0)
+    negatives = torch.randn(40, 6, 16, 16)
+    positives = torch.randn(40, 6, 16, 16)
+    positives[:, 2] += 1.5  # only channel w3 tells the classes apart
+    model = train_dcmix_binary(positives, negatives, steps=60, crop=None, width=4)
+    weights = model.channel_importance()
+    assert weights.sum() == pytest.approx(1.0, abs=1e-5) and int(weights.argmax()) == 2
+    with pytest.raises(ValueError, match="two images"):
+        train_dcmix_binary(positives[:1], negatives)
+
+
+def test_dcmix_per_class_table():
+    torch.manual_seed(0)
+    images = torch.randn(30, 6, 16, 16)
+    labels = np.repeat([0, 1, 2], 10)
+    images[labels == 0, 4] += 2.0
+    table = dcmix_per_class(images, labels, [0, 1, 2], control=2, val=(images, labels), steps=40, crop=None, width=4)
+    assert table.index.tolist() == [0, 1] and list(table.columns[:6]) == [f"w{i}" for i in range(1, 7)]
+    assert np.allclose(table[[f"w{i}" for i in range(1, 7)]].sum(axis=1), 1.0)
+    assert table.loc[0, ["w1", "w2", "w3", "w4", "w5", "w6"]].astype(float).idxmax() == "w5"
+    assert table["val_balanced_accuracy"].between(0, 1).all()
+
+
+def test_small_conv_net_shapes():
+    net = SmallConvNet(1, 3, width=4)
+    assert net(torch.zeros(2, 1, 20, 24)).shape == (2, 3) and net.in_channels == 1
+
+
+def test_normalised_images(tiny_root):
+    images, labels = normalised_images(split_sites(tiny_root, "test"))
+    assert images.ndim == 4 and len(images) == len(labels)
