@@ -155,23 +155,20 @@ def train_or_load(config: RunConfig, data_root: str | os.PathLike, *, progress: 
 
 
 def cpu_threads() -> int:
-    """Threads for CPU training: ``RXLIB_TRAIN_THREADS`` if set; else 1 when the machine is already
-    busy (1-minute load average at or above the core count), else torch's default.
+    """Threads for CPU training and explanation: ``RXLIB_TRAIN_THREADS`` if set, else 1.
 
-    Why: on a shared 2-core machine, two OpenMP threads competing with other processes made a
-    tiny-DenseNet step 5-30 times slower than one thread (measured: 2-16 s vs 0.4 s per batch of 32).
+    Why a fixed number: float results depend on the thread count, so choosing it from the machine's load
+    would make the same seed give different models on a busy and an idle machine. Why one: for the small
+    networks of the smoke profile one thread was faster than two on the 2-core machine (benchmarks:
+    320 vs 135 images/s), and far faster when other processes compete for the cores. Set
+    ``RXLIB_TRAIN_THREADS`` (e.g. to the core count) for the paper profile on a CPU.
     """
     value = os.environ.get("RXLIB_TRAIN_THREADS")
     if value:
         if not value.isdigit() or int(value) < 1:
             raise ValueError(f"RXLIB_TRAIN_THREADS must be a positive integer, got {value!r}")
         return int(value)
-    cores = os.cpu_count() or 1
-    try:
-        busy = os.getloadavg()[0] >= cores
-    except OSError:
-        busy = False
-    return 1 if busy else torch.get_num_threads()
+    return 1
 
 
 @contextmanager

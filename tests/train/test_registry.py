@@ -58,3 +58,10 @@ def test_thread_override(monkeypatch):
     monkeypatch.setenv("RXLIB_TRAIN_THREADS", "zero")
     with pytest.raises(ValueError, match="RXLIB_TRAIN_THREADS"):
         registry.cpu_threads()
+
+
+def test_thread_count_does_not_follow_the_machine_load(monkeypatch):
+    monkeypatch.delenv("RXLIB_TRAIN_THREADS", raising=False)
+    for load in (0.0, 50.0):
+        monkeypatch.setattr("os.getloadavg", lambda load=load: (load, load, load))
+        assert registry.cpu_threads() == 1
