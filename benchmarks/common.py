@@ -54,3 +54,27 @@ def write_results(name: str, rows: list[dict], out_dir: str | os.PathLike | None
     folder = Path(out_dir) if out_dir is not None else reports_dir() / "benchmarks"
     info = machine_info()
     return write_csv(folder / f"{name}.csv", pd.DataFrame([{**row, **info} for row in rows]))
+
+
+def summary_markdown(out_dir: str | os.PathLike | None = None) -> str:
+    """A markdown table of the latest results (loading, training, Grad-CAM CSVs) for the README."""
+    import pandas as pd
+    from rxlib.config import reports_dir
+
+    folder = Path(out_dir) if out_dir is not None else reports_dir() / "benchmarks"
+    rows = []
+    if (folder / "loading.csv").is_file():
+        for r in pd.read_csv(folder / "loading.csv").itertuples():
+            rows.append(("loading", r.what, f"{r.sites_per_s:.1f} sites/s", f"×{r.ratio_to_pillow_floor:.2f} of bare Pillow decode"))
+    if (folder / "training.csv").is_file():
+        for r in pd.read_csv(folder / "training.csv").itertuples():
+            value = f"{r.images_per_s:.1f} images/s" if pd.notna(r.images_per_s) else str(r.note)
+            rows.append(("training", f"{r.what} ({r.torch_threads} threads)", value, ""))
+    if (folder / "gradcam.csv").is_file():
+        for r in pd.read_csv(folder / "gradcam.csv").itertuples():
+            rows.append(("Grad-CAM", r.method, f"{r.images_per_s:.1f} images/s", f"rxlib is ×{r.ratio_to_rxlib:.2f} faster" if r.method != "rxlib" else ""))
+    info = machine_info()
+    lines = [f"Measured on {info.get('cpu', '?')}, {info.get('cores', '?')} cores, torch {info.get('torch', '?')}.", "",
+             "| benchmark | what | rate | ratio |", "|---|---|---|---|"]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
+    return "\n".join(lines)

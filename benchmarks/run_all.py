@@ -34,7 +34,10 @@ def main(argv: list[str] | None = None) -> int:
         size = ["--size", "32", "--batch", "2", "--repeats", "1", "--n-classes", "20"] if args.quick else []
         csv = ["--out", str(Path(args.out) / "gradcam.csv")] if args.out else []
         bench_gradcam.main(size + csv)
-    print(f"benchmarks done in {time.perf_counter() - start:.0f} s")
+    print(f"benchmarks done in {time.perf_counter() - start:.0f} s\n")
+    from common import summary_markdown
+
+    print(summary_markdown(args.out))
     return 0
 
 
