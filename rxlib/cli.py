@@ -40,16 +40,9 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .train.profiles import load_config
-    from .train.registry import model_key, models_dir, train_run
+    from .train.registry import resolve_run, train_run
 
-    config = load_config(args.config)
-    data_root = args.data or config.data_root
-    if not data_root:
-        raise ValueError(f"{args.config}: no data_root in the config and no --data given")
-    if args.device:
-        config.train["device"] = args.device
-    out_dir = args.out or config.out_dir or str(models_dir() / model_key(config, data_root))
+    config, data_root, out_dir = resolve_run(args.config, args.data, args.out, args.device)
     start = time.perf_counter()
     result = train_run(config, data_root, out_dir, progress=not args.quiet)
     overall = result.accuracy.set_index("cell_type").loc["all"]

@@ -42,16 +42,9 @@ def run(args: argparse.Namespace) -> Path:
 
     from rxlib.io import atomic_path, write_csv
     from rxlib.train import distributed
-    from rxlib.train.profiles import load_config
-    from rxlib.train.registry import cpu_threads, data_fingerprint, model_key, models_dir, train_run
+    from rxlib.train.registry import cpu_threads, data_fingerprint, resolve_run, train_run
 
-    config = load_config(args.config)
-    data_root = args.data or config.data_root
-    if not data_root:
-        raise ValueError(f"{args.config}: no data_root in the config and no --data given")
-    if args.device:
-        config.train["device"] = args.device
-    out_dir = Path(args.out or config.out_dir or str(models_dir() / model_key(config, data_root)))
+    config, data_root, out_dir = resolve_run(args.config, args.data, args.out, args.device)
     if not distributed.launched_by_torchrun():
         return train_run(config, data_root, out_dir, progress=not args.quiet).folder
 

@@ -53,7 +53,7 @@ from rxlib.train.evaluate import (
     predictions_table,
 )
 from rxlib.train.loop import load_trained_model, train
-from rxlib.train.profiles import RunConfig
+from rxlib.train.profiles import RunConfig, load_config
 
 #: Files whose bytes identify a data root's content (whichever exist).
 _FINGERPRINT_FILES = ("metadata.csv", "truth/params.json", "truth/classes.csv", "train.csv", "test.csv",
@@ -152,6 +152,25 @@ def train_or_load(config: RunConfig, data_root: str | os.PathLike, *, progress: 
         return train_run(resolved, data_root, folder, progress=progress)
     return TrainedModel(load_trained_model(folder / "model.pt"), resolved, folder,
                         pd.read_csv(folder / "history.csv"), pd.read_csv(folder / "predictions.csv"), False)
+
+
+def resolve_run(config_path: str | os.PathLike, data: str | None = None, out: str | None = None,
+                device: str | None = None) -> tuple[RunConfig, str, Path]:
+    """Read a JSON run config and apply command-line overrides: returns (config, data_root, out_dir).
+
+    ``out_dir`` defaults to the config's ``out_dir``, else the registry folder of the config and data.
+
+    Raises:
+        ValueError: neither ``data`` nor the config names a data root.
+    """
+    config = load_config(config_path)
+    data_root = data or config.data_root
+    if not data_root:
+        raise ValueError(f"{config_path}: no data_root in the config and no --data given")
+    if device:
+        config.train["device"] = device
+    out_dir = Path(out or config.out_dir or models_dir() / model_key(config, data_root))
+    return config, str(data_root), out_dir
 
 
 def cpu_threads() -> int:
