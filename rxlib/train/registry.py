@@ -33,6 +33,7 @@ The models notebooks 02-04 train in the smoke profile (``run_config('smoke', ...
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -174,20 +175,27 @@ def resolve_run(config_path: str | os.PathLike, data: str | None = None, out: st
 
 
 def cpu_threads() -> int:
-    """Threads for CPU training and explanation: ``RXLIB_TRAIN_THREADS`` if set, else 1.
+    """Threads for CPU training and explanation: ``RXLIB_TRAIN_THREADS`` if set, else torch's default
+    (the machine's cores).
 
-    Why a fixed number: float results depend on the thread count, so choosing it from the machine's load
-    would make the same seed give different models on a busy and an idle machine. Why one: for the small
-    networks of the smoke profile one thread was faster than two on the 2-core machine (benchmarks:
-    320 vs 135 images/s), and far faster when other processes compete for the cores. Set
-    ``RXLIB_TRAIN_THREADS`` (e.g. to the core count) for the paper profile on a CPU.
+    The number is fixed for a machine, never chosen from its current load: float results depend on
+    the thread count, so a load-dependent choice would make the same seed give different models on a
+    busy and an idle machine. On a machine shared with other jobs, ``RXLIB_TRAIN_THREADS=1`` is much
+    faster for the smoke networks (2 competing threads were 5-30 times slower per step); on an idle
+    2-core machine two threads are faster (notebook 02: 165 s against 273 s with one).
     """
     value = os.environ.get("RXLIB_TRAIN_THREADS")
     if value:
         if not value.isdigit() or int(value) < 1:
             raise ValueError(f"RXLIB_TRAIN_THREADS must be a positive integer, got {value!r}")
         return int(value)
-    return 1
+    return _default_threads()
+
+
+@functools.lru_cache(maxsize=1)
+def _default_threads() -> int:
+    """torch's thread count at first use, before any set_num_threads of ours."""
+    return torch.get_num_threads()
 
 
 @contextmanager
