@@ -278,12 +278,23 @@ _RXRX1_EXPERIMENTS = (("HEPG2", 7, 4), ("HUVEC", 16, 8), ("RPE", 7, 4), ("U2OS",
 #: ids), 12 experiments (8 train / 4 test), ~1,700 sites. ``cpu``: 128x128, 60 treatment ids (6 junk),
 #: 5 positive controls, 20 experiments (12 train / 8 test). ``rxrx1``: RxRx1-sized, 512x512, 1139 classes,
 #: 51 experiments, 4 plates x 308 wells x 2 sites (125,664 sites; for GPU machines, use ``workers``).
+#: ``paper-mini``: the miniature of the paper profile for CI (see its comment).
 PROFILES: dict[str, SynthConfig] = {
     "smoke": SynthConfig(),
     "cpu": SynthConfig(
         image_size=128, cell_scale=0.4, n_treatments=60, n_junk=6, n_positive_controls=5,
         experiments=(("HEPG2", 3, 2), ("HUVEC", 3, 2), ("RPE", 3, 2), ("U2OS", 3, 2)),
         n_plates=2, n_plate_groups=1, treatment_replicates=1, negative_control_wells=2,
+        calibration_sites=4,
+    ),
+    # The paper profile with only its sizes shrunk, for CI (``rxlib reproduce --profile paper-mini``):
+    # 64x64 is the smallest side at which every DenseNet-161 stage keeps a spatial map (its total
+    # stride is 32, so denseblock4 is 2x2; at 32x32 it would be 1x1 and Grad-CAM at the paper's layer
+    # would have no spatial extent). 8 experiments (4 train / 4 test), one plate each, 176 sites.
+    "paper-mini": SynthConfig(
+        image_size=64, cell_scale=0.4, n_treatments=6, n_junk=1, n_positive_controls=1,
+        experiments=(("HEPG2", 1, 1), ("HUVEC", 1, 1), ("RPE", 1, 1), ("U2OS", 1, 1)),
+        n_plates=1, n_plate_groups=1, treatment_replicates=2, negative_control_wells=1,
         calibration_sites=4,
     ),
     "rxrx1": SynthConfig(

@@ -1,0 +1,47 @@
+"""Which sites have images: the real pieces (some sites partial, most without images) and a tiny set."""
+from __future__ import annotations
+
+import pytest
+
+from rxlib.data import read_metadata
+from rxlib.data.availability import complete_sites, example_site, image_coverage, imaged_sample, imaged_sites
+
+
+def test_coverage_of_a_complete_set(tiny_root):
+    table = read_metadata(tiny_root)
+    assert image_coverage(tiny_root, table) == {"sites": len(table), "complete": len(table), "partial": 0, "none": 0}
+    shown = example_site(tiny_root, table)
+    assert shown.root == tiny_root and shown.row["split"] == "train" and shown.row["well_type"] == "treatment"
+    assert shown.row["site_id"] == table[(table["split"] == "train") & (table["well_type"] == "treatment")].iloc[0]["site_id"]
+
+
+def test_a_missing_channel_makes_a_site_partial(tiny_root):
+    table = read_metadata(tiny_root)
+    first = table[(table["split"] == "train") & (table["well_type"] == "treatment")].iloc[0]
+    (tiny_root / f"{first['image_stem']}_w5.png").unlink()
+    assert not complete_sites(tiny_root, table)[first.name]
+    assert imaged_sites(tiny_root, table)[first.name]
+    assert image_coverage(tiny_root, table)["partial"] == 1
+    assert example_site(tiny_root, table).row["site_id"] != first["site_id"]
+
+
+def test_real_pieces(real_rxrx1):
+    root = real_rxrx1 / "kaggle-2023"
+    table = read_metadata(root)
+    # README of the pieces: 18 plates, site 1 complete, site 2 without w5/w6
+    assert image_coverage(root, table) == {"sites": len(table), "complete": 18, "partial": 18,
+                                           "none": len(table) - 36}
+    shown = example_site(root, table)
+    assert shown.row["well"] == "B02" and shown.row["site"] == 1 and "first site that does" in shown.note
+    sample = imaged_sample(root, table, 3000, seed=0)
+    assert len(sample) == 36 and imaged_sites(root, sample).all()
+
+
+def test_metadata_without_images_falls_back_or_names_the_folders(real_rxrx1):
+    root19, root23 = real_rxrx1 / "kaggle-2019", real_rxrx1 / "kaggle-2023"
+    table19 = read_metadata(root19)
+    assert imaged_sample(root19, table19, 100).empty
+    shown = example_site(root19, table19, fallback=(root23, read_metadata(root23)))
+    assert shown.root == root23 and str(root19) in shown.note
+    with pytest.raises(FileNotFoundError, match="kaggle-2019"):
+        example_site(root19, table19)
