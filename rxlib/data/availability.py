@@ -126,3 +126,28 @@ def image_coverage(root: str | Path, table: pd.DataFrame) -> dict[str, int]:
 
 __all__ = ["ExampleSite", "channels_present", "complete_sites", "example_site", "image_coverage", "imaged_sample",
            "imaged_sites"]
+
+
+def check_trainable(root: str | Path, table: pd.DataFrame, *, min_classes: int = 2) -> None:
+    """Stop, with one line saying what is needed, when ``root`` cannot train and validate a model.
+
+    Training reads every labelled site of the ``train`` split and validates on labelled held-out
+    sites, so all of them must have their six channel images, and there must be at least
+    ``min_classes`` classes to tell apart. The real pieces beside this project (180 images of
+    negative-control wells) fail here: they are for the data-set figures of notebook 01.
+
+    Raises:
+        RxRx1DataError: names the data root, what it holds and what the notebook needs.
+    """
+    from ..io import RxRx1DataError
+
+    labelled = table[table["label"] >= 0]
+    train = labelled[labelled["split"] == "train"]
+    coverage = image_coverage(root, train)
+    classes = int(train["label"].nunique())
+    if train.empty or coverage["complete"] < len(train) or classes < min_classes:
+        raise RxRx1DataError(
+            f"{root} cannot train a model: of its {len(train)} labelled training sites "
+            f"{coverage['complete']} have all six channel images, covering {classes} class(es); training needs "
+            f"every labelled training site imaged and at least {min_classes} classes (a complete RxRx1 copy, or "
+            f"the synthetic set: omit --data)")

@@ -45,3 +45,13 @@ def test_metadata_without_images_falls_back_or_names_the_folders(real_rxrx1):
     assert shown.root == root23 and str(root19) in shown.note
     with pytest.raises(FileNotFoundError, match="kaggle-2019"):
         example_site(root19, table19)
+
+
+def test_check_trainable(tiny_root, real_rxrx1):
+    from rxlib.data.availability import check_trainable
+    from rxlib.io import RxRx1DataError
+
+    check_trainable(tiny_root, read_metadata(tiny_root))  # complete, 3 labelled classes in train
+    root = real_rxrx1 / "kaggle-2023"
+    with pytest.raises(RxRx1DataError, match=r"kaggle-2023 cannot train a model: of its \d+ labelled training sites 16 "):
+        check_trainable(root, read_metadata(root))
