@@ -125,6 +125,42 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
         Image.fromarray(image).save(tmp, format="PNG")
 
 
+def wrong_case(path: str | os.PathLike, listings: dict | None = None) -> str | None:
+    """For a missing ``path``: a sentence naming the expected path and the existing one that differs
+    only in letter case (``plate1/`` for ``Plate1/``), or None if there is no such near miss.
+
+    Args:
+        listings: optional cache (folder -> entry names) shared between calls.
+    """
+    path = Path(path)
+    base = path
+    while not base.exists():
+        if base.parent == base:
+            return None
+        base = base.parent
+    if base == path or not base.is_dir():
+        return None
+    name = path.relative_to(base).parts[0]
+    if listings is None:
+        listings = {}
+    if base not in listings:
+        try:
+            listings[base] = {entry.lower(): entry for entry in os.listdir(base)}
+        except OSError:
+            listings[base] = {}
+    found = listings[base].get(name.lower())
+    if found is None or found == name:
+        return None
+    return (f"expected {base / name}, found {base / found}: file and folder names are case-sensitive "
+            f"(rename it to {name})")
+
+
+def missing_image_error(path: str | os.PathLike) -> MissingImageError:
+    """``MissingImageError`` naming ``path``, and the near miss if only the letter case differs."""
+    hint = wrong_case(path)
+    return MissingImageError(f"missing image file: {path}" + (f" ({hint})" if hint else ""))
+
+
 def png_header(path: str | os.PathLike) -> tuple[int, int, str]:
     """``(height, width, mode)`` from a PNG's signature and IHDR chunk, without decoding it.
 
@@ -137,7 +173,7 @@ def png_header(path: str | os.PathLike) -> tuple[int, int, str]:
         with open(path, "rb") as handle:
             head = handle.read(33)
     except FileNotFoundError as exc:
-        raise MissingImageError(f"missing image file: {path}") from exc
+        raise missing_image_error(path) from exc
     except IsADirectoryError as exc:
         raise CorruptImageError(f"{path}: is a folder, not an image file") from exc
     if not head.startswith(_PNG_SIGNATURE):
@@ -175,7 +211,7 @@ def read_png(path: str | os.PathLike, expected_shape: tuple[int, int] | None = N
     if not path.is_file():
         if path.is_dir():
             raise CorruptImageError(f"{path}: is a folder, not an image file")
-        raise MissingImageError(f"missing image file: {path}")
+        raise missing_image_error(path)
     height, width, mode = png_header(path)
     if mode not in modes:
         wanted = " or ".join(f"{_MODE_WORDS.get(m, m)} (mode {m})" for m in modes)
