@@ -194,18 +194,11 @@ class OutputFolder:
         ours = {RECORD_NAME, RECORD_NAME + LOCK_SUFFIX}
         found: list[str] = []
         for dirpath, dirnames, filenames in os.walk(self.path):
+            dirnames.sort()
             base = Path(dirpath).relative_to(self.path).as_posix()
             prefix = "" if base == "." else base + "/"
-            keep = []
-            for d in sorted(dirnames):
-                rel = prefix + d
-                if rel in folders:
-                    keep.append(d)
-                elif also_ours is None:
-                    found.append(rel + "/")
-                else:
-                    keep.append(d)  # look inside: the predicate decides file by file
-            dirnames[:] = keep
+            if prefix and prefix[:-1] not in folders and not dirnames and not filenames:
+                found.append(prefix)  # an empty folder rxlib did not make
             for f in sorted(filenames):
                 rel = prefix + f
                 if rel in ours or rel in written or self._is_partial_of(rel, written):

@@ -332,7 +332,9 @@ def detect_layout(root: str | Path) -> str:
     if not labelled:
         return "kaggle-2023"  # only test.csv: no labels to tell the releases apart
     frame = read_csv_checked(root / labelled[0], required=["sirna"])
-    return "kaggle-2019" if frame["sirna"].head(50).str.fullmatch(_INT).all() else "kaggle-2023"
+    # 2023 names (sirna_250, UNTREATED) versus 2019 class numbers; a stray bad value in either
+    # is then reported by that layout's schema, naming its line
+    return "kaggle-2023" if frame["sirna"].isin(set(kaggle2023_label_map())).any() else "kaggle-2019"
 
 
 def class_scheme(root: str | Path) -> ClassScheme:
