@@ -60,7 +60,8 @@ def load_site_stem(root: str | Path, image_stem: str, expected_size: int | tuple
             raise ImageShapeError(f"{path}: expected an 8-bit image, got {array.dtype}")
         if channels and array.shape != channels[0].shape:
             raise ImageShapeError(f"{path}: image is {array.shape[0]}x{array.shape[1]}, but channel w1 of "
-                                  f"the same site is {channels[0].shape[0]}x{channels[0].shape[1]}")
+                                  f"the same site is {channels[0].shape[0]}x{channels[0].shape[1]} "
+                                  f"({channel_paths(root, image_stem)[0]})")
         channels.append(array)
     return np.stack(channels)
 
