@@ -76,7 +76,7 @@ def test_read_png_loads_correctly_or_names_the_file(tmp_path, image):
         np.testing.assert_array_equal(result, expected)
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=15)
 @given(image=image_files(), channel=st.integers(1, 6))
 def test_site_scan_and_stats_load_correctly_or_name_the_file(tiny_root, image, channel):
     data, expected = image
