@@ -176,6 +176,8 @@ def png_header(path: str | os.PathLike) -> tuple[int, int, str]:
         raise missing_image_error(path) from exc
     except IsADirectoryError as exc:
         raise CorruptImageError(f"{path}: is a folder, not an image file") from exc
+    except OSError as exc:  # permissions, I/O errors: a named error, not a traceback
+        raise CorruptImageError(f"cannot read image file: {path} ({exc.strerror or exc})") from exc
     if not head.startswith(_PNG_SIGNATURE):
         if not head:
             raise CorruptImageError(f"corrupt or truncated image file: {path} (empty file)")

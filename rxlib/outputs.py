@@ -132,7 +132,16 @@ class OutputFolder:
                 f"{self.path} is being written by another process (lock {self.lock_path.name} held); "
                 f"wait for it to finish or choose another folder") from exc
         self._lock = lock
+        self._repair_record()
         return self
+
+    def _repair_record(self) -> None:
+        """Drop a last line cut short by a killed writer, so that later appends start on a new line."""
+        record = self.record_path
+        if record.is_file() and record.stat().st_size and not record.read_bytes().endswith(b"\n"):
+            keep = record.read_bytes().rpartition(b"\n")[0]
+            with atomic_path(record) as tmp:
+                tmp.write_bytes(keep + b"\n" if keep else b"")
 
     def release(self) -> None:
         if self._lock is not None:

@@ -153,9 +153,12 @@ def test_out_is_a_file(tmp_path):
     assert target.read_text() == "mine"
 
 
-def test_out_record_torn_last_line_is_ignored(tmp_path):
+def test_out_record_torn_last_line_is_ignored_and_repaired(tmp_path):
     (tmp_path / RECORD_NAME).write_text("# header\na.png\nb.pn")
     assert read_record(tmp_path) == {"a.png"}
+    with claim_output_folder(tmp_path) as folder:
+        folder.record("c.png")
+    assert read_record(tmp_path) == {"a.png", "c.png"}
 
 
 def test_out_legacy_set_without_record_is_adopted(reference, tmp_path):
@@ -557,6 +560,23 @@ def test_cli_synth_out_is_a_file(tmp_path, capsys):
     (tmp_path / "f").write_text("mine")
     rc, _, err = _cli(["synth", "--out", str(tmp_path / "f"), "--quiet"], capsys)
     assert rc == 2 and "is not a folder" in err and err.count("\n") == 1
+
+
+def test_cli_synth_folder_held_by_another_process(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    code = ("import sys, time; from rxlib.outputs import claim_output_folder; "
+            "f = claim_output_folder(sys.argv[1], 'rxlib synth'); print('held', flush=True); time.sleep(60)")
+    holder = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "busy")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        rc, _, err = _cli(["synth", "--out", str(tmp_path / "busy"), "--quiet"], capsys)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert rc == 2 and f"{tmp_path / 'busy'} is being written by another process" in err
+    assert not (tmp_path / "busy" / "metadata.csv").exists()
 
 
 def test_cli_synth_folder_being_written(tmp_path, capsys):
