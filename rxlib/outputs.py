@@ -5,6 +5,7 @@ claims it first::
 
     with claim_output_folder(out, "rxlib synth") as folder:
         folder.refuse_foreign()            # files rxlib did not write: refuse, naming them
+        # (or, for a folder shared with other files: folder.refuse_unrecorded(["metadata.csv", ...]))
         folder.record("metadata.csv")      # before writing a file: note it in the record
         write_csv(out / "metadata.csv", table)
         folder.finalise()                  # the record sorted, so that it is the same bytes every run
@@ -227,6 +228,18 @@ class OutputFolder:
             raise ForeignFilesError(
                 f"{self.path} holds files {self.tool} did not write ({shown}); refusing to write there "
                 f"(nothing was changed){hint}; choose an empty or new folder")
+
+    def refuse_unrecorded(self, targets: Iterable[str | os.PathLike]) -> None:
+        """Raise :class:`ForeignFilesError` if any of ``targets`` (paths about to be written) exists
+        without being recorded: a folder shared with other files is fine, a user's file of the same
+        name is never overwritten."""
+        written = self.written()
+        clash = [rel for rel in (_relative(self.path, t) for t in targets)
+                 if (self.path / rel).exists() and rel not in written]
+        if clash:
+            raise ForeignFilesError(
+                f"{self.path} holds {', '.join(clash[:5])}{', ...' if len(clash) > 5 else ''}, which {self.tool} "
+                f"did not write; refusing to overwrite (nothing was changed); choose another output folder")
 
     def remove_partial(self) -> list[str]:
         """Delete temporary ``.*.part`` files of recorded paths (left by a killed run); others stay."""

@@ -9,7 +9,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..config import N_CHANNELS
-from ..io import OutputFolderError, RxRx1DataError, read_png
+from ..io import RxRx1DataError, read_png
 from ..outputs import claim_output_folder
 from ..segmentation import count_nuclei
 from .images import channel_paths, wrong_case_sites
@@ -147,11 +147,7 @@ def write_stats(root: str | Path, out: str | Path, *, scan_images: bool = False,
     root, out = Path(root), Path(out)
     table = read_metadata(root)
     with claim_output_folder(out, "rxlib stats") as folder:
-        ours = folder.written()
-        clash = [name for name in STATS_FILES if (out / name).exists() and name not in ours]
-        if clash:
-            raise OutputFolderError(f"{out} holds {', '.join(clash)}, which rxlib stats did not write; refusing to "
-                                    f"overwrite (nothing was changed); choose another output folder")
+        folder.refuse_unrecorded(STATS_FILES)  # a user's file of the same name is never overwritten
         written = _write_stats(root, out, folder, table, scan_images, intensities, progress)
         folder.finalise()
     return written
