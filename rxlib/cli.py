@@ -28,6 +28,16 @@ def _stats(args: argparse.Namespace) -> int:
                           intensities=not args.no_intensities, progress=not args.quiet)
     for name, path in written.items():
         print(f"{name:>16}: {path}")
+    if getattr(written, "n_dropped", 0):
+        import pandas as pd
+
+        print(f"{written.n_dropped} channel image(s) absent or unreadable, left out of the intensities; "
+              f"each is listed with its error in {written['dropped_images']}:")
+        dropped = pd.read_csv(written["dropped_images"])
+        for error in dropped["error"].head(10):
+            print(f"  {error}")
+        if len(dropped) > 10:
+            print(f"  ... and {len(dropped) - 10} more in {written['dropped_images']}")
     return 0
 
 
@@ -122,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (RxRx1DataError, ReproduceError, FileNotFoundError, ValueError) as exc:
+        print(f"rxlib {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # permissions, a file where a folder is expected, a full disk: one line, no traceback
+        if args.command not in ("synth", "stats"):
+            raise
         print(f"rxlib {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:  # an unreadable (e.g. truncated) checkpoint: a message, not a torch traceback

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import N_CHANNELS
-from ..io import ImageShapeError, MissingImageError, read_png
+from ..io import ImageShapeError, MissingImageError, read_png, wrong_case
 
 IMAGE_FOLDERS = ("images", "train", "test")
 
@@ -36,7 +36,9 @@ def find_site_stem(root: str | Path, experiment: str, plate: int, well: str, sit
         if any(p.is_file() for p in channel_paths(root, stem)):
             return stem
     tried = ", ".join(str(root / f"{f}/{tail}_w1.png") for f in IMAGE_FOLDERS)
-    raise MissingImageError(f"no images for site {experiment} plate {plate} {well} s{site}: tried {tried}")
+    hints = [h for h in (wrong_case(root / f"{f}/{tail}_w1.png") for f in IMAGE_FOLDERS) if h]
+    raise MissingImageError(f"no images for site {experiment} plate {plate} {well} s{site}: tried {tried}"
+                            + (f" ({hints[0]})" if hints else ""))
 
 
 def load_site_stem(root: str | Path, image_stem: str, expected_size: int | tuple[int, int] | None = None) -> np.ndarray:
@@ -58,7 +60,8 @@ def load_site_stem(root: str | Path, image_stem: str, expected_size: int | tuple
             raise ImageShapeError(f"{path}: expected an 8-bit image, got {array.dtype}")
         if channels and array.shape != channels[0].shape:
             raise ImageShapeError(f"{path}: image is {array.shape[0]}x{array.shape[1]}, but channel w1 of "
-                                  f"the same site is {channels[0].shape[0]}x{channels[0].shape[1]}")
+                                  f"the same site is {channels[0].shape[0]}x{channels[0].shape[1]} "
+                                  f"({channel_paths(root, image_stem)[0]})")
         channels.append(array)
     return np.stack(channels)
 
@@ -73,6 +76,28 @@ def load_site(root: str | Path, experiment: str, plate: int, well: str, site: in
     """
     stem = find_site_stem(root, experiment, plate, well, site)
     return load_site_stem(root, stem, expected_size)
+
+
+def wrong_case_sites(root: str | Path, stems, limit: int = 5) -> list[str]:
+    """For sites none of whose channel files exist: up to ``limit`` sentences naming the expected path
+    of a site whose folder or file exists under another letter case (``plate1/`` for ``Plate1/``)."""
+    listings: dict = {}
+    found: list[str] = []
+    by_folder: dict[str, list[str]] = {}
+    for stem in stems:
+        folder, _, name = str(stem).rpartition("/")
+        by_folder.setdefault(folder, []).append(name)
+    for folder, names in by_folder.items():
+        # a missing folder: one check for all its sites; an existing one: the file names
+        base = Path(root) / folder
+        for name in (names if base.is_dir() else names[:1]):
+            path = base / f"{name}_w1.png"
+            hint = wrong_case(path, listings)
+            if hint and hint not in found:
+                found.append(hint)
+            if len(found) >= limit:
+                return found
+    return found
 
 
 def missing_channels(root: str | Path, image_stem: str) -> list[int]:

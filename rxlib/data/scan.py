@@ -1,9 +1,12 @@
 """One pass over a data set that reports every problem it finds, instead of stopping at the first.
 
 Problems are returned as a table (kind, site_id, path, message); nothing is dropped silently:
-each metadata row whose images are all absent is reported once as ``no_images``, a site missing
-only some channels gets one ``missing_channel`` row per absent file, and with ``decode=True``
-every existing file is decoded and checked for size (``corrupt_image``, ``wrong_size``).
+each metadata row whose images are all absent is reported once as ``no_images`` (``wrong_case``
+where a folder or file of the same name in another letter case exists: ``plate1/`` for
+``Plate1/``), a site missing only some channels gets one ``missing_channel`` row per absent file,
+and with ``decode=True`` every existing file goes through :func:`rxlib.io.read_png` (header first,
+then decoded) and is checked for format, mode and size (``corrupt_image``, ``wrong_mode``,
+``wrong_size``).
 """
 from __future__ import annotations
 
@@ -12,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..io import CorruptImageError, ImageShapeError, read_png
+from ..io import CorruptImageError, ImageModeError, ImageShapeError, read_png, wrong_case
 from .images import channel_paths
 
 PROBLEM_COLUMNS = ["kind", "site_id", "path", "message"]
@@ -29,13 +32,18 @@ def scan(root: str | Path, table: pd.DataFrame, *, decode: bool = True,
     root = Path(root)
     problems: list[tuple[str, str, str, str]] = []
     shape = (expected_size, expected_size) if expected_size else None
+    listings: dict = {}
     for site_id, stem in tqdm(zip(table["site_id"], table["image_stem"]), total=len(table),
                               desc="scan", unit="site", disable=not progress):
         paths = channel_paths(root, stem)
         present = [p.is_file() for p in paths]
         if not any(present):
-            problems.append(("no_images", site_id, str(root / f"{stem}_w*.png"),
-                             "metadata row has no image files"))
+            hint = wrong_case(paths[0], listings)
+            if hint:
+                problems.append(("wrong_case", site_id, str(paths[0]), hint))
+            else:
+                problems.append(("no_images", site_id, str(root / f"{stem}_w*.png"),
+                                 "metadata row has no image files"))
             continue
         for path, ok in zip(paths, present):
             if not ok:
@@ -46,6 +54,8 @@ def scan(root: str | Path, table: pd.DataFrame, *, decode: bool = True,
                     shape = shape or image.shape
                 except CorruptImageError as exc:
                     problems.append(("corrupt_image", site_id, str(path), str(exc)))
+                except ImageModeError as exc:
+                    problems.append(("wrong_mode", site_id, str(path), str(exc)))
                 except ImageShapeError as exc:
                     problems.append(("wrong_size", site_id, str(path), str(exc)))
     return pd.DataFrame(problems, columns=PROBLEM_COLUMNS)

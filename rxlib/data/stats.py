@@ -10,8 +10,9 @@ from tqdm.auto import tqdm
 
 from ..config import N_CHANNELS
 from ..io import RxRx1DataError, read_png
+from ..outputs import claim_output_folder
 from ..segmentation import count_nuclei
-from .images import channel_paths
+from .images import channel_paths, wrong_case_sites
 
 
 def class_sets(table: pd.DataFrame) -> pd.DataFrame:
@@ -126,37 +127,81 @@ def sites_with_images(root: str | Path, table: pd.DataFrame) -> pd.Series:
 
 
 def write_stats(root: str | Path, out: str | Path, *, scan_images: bool = False, intensities: bool = True,
-                progress: bool = True) -> dict[str, Path]:
+                progress: bool = True) -> "WrittenFiles":
     """Compute and write the data set statistics of ``root`` into ``out`` (the ``rxlib stats`` command).
 
     Always writes ``class_sets.csv`` (Table 1), ``summary.csv`` and ``headline.csv``. With
     ``intensities``, for the sites that have images: ``intensities.csv`` (per image mean/std and
-    nuclei count), ``norm_experiment.csv`` and ``norm_plate.csv``. With ``scan_images``:
-    ``problems.csv`` (every problem found, one row each) and ``problem_summary.csv``.
+    nuclei count), ``norm_experiment.csv`` and ``norm_plate.csv``, and ``dropped_images.csv``: every
+    channel image of those sites that is absent or unreadable and so is not in the intensities (one
+    row each, with the error; their number is ``written.n_dropped``). With ``scan_images``: ``problems.csv``
+    (every problem found, one row each) and ``problem_summary.csv``.
+
+    Raises:
+        RxRx1DataError: bad metadata (naming file, line, column, value); or sites without images
+            whose folder or file exists under another letter case (``plate1/`` for ``Plate1/``),
+            naming the expected path.
     """
     from .metadata import read_metadata
-    from .scan import scan, summarise_problems
-    from ..io import write_csv
 
     root, out = Path(root), Path(out)
     table = read_metadata(root)
-    written = {
-        "class_sets": write_csv(out / "class_sets.csv", class_sets(table)),
-        "summary": write_csv(out / "summary.csv", summary(table)),
-        "headline": write_csv(out / "headline.csv", pd.DataFrame([headline(table)])),
-    }
+    with claim_output_folder(out, "rxlib stats") as folder:
+        folder.refuse_unrecorded(STATS_FILES)  # a user's file of the same name is never overwritten
+        written = _write_stats(root, out, folder, table, scan_images, intensities, progress)
+        folder.finalise()
+    return written
+
+
+#: Files ``rxlib stats`` may write into its output folder.
+STATS_FILES = ("class_sets.csv", "summary.csv", "headline.csv", "problems.csv", "problem_summary.csv",
+               "dropped_images.csv", "intensities.csv", "norm_experiment.csv", "norm_plate.csv")
+
+
+def _write_stats(root: Path, out: Path, folder, table: pd.DataFrame, scan_images: bool, intensities: bool,
+                 progress: bool) -> "WrittenFiles":
+    from ..io import write_csv
+    from .scan import scan, summarise_problems
+
+    def put(name: str, frame: pd.DataFrame) -> Path:
+        folder.record(name)
+        return write_csv(out / name, frame)
+
+    written = WrittenFiles({
+        "class_sets": put("class_sets.csv", class_sets(table)),
+        "summary": put("summary.csv", summary(table)),
+        "headline": put("headline.csv", pd.DataFrame([headline(table)])),
+    })
     if scan_images:
         problems = scan(root, table, progress=progress)
-        written["problems"] = write_csv(out / "problems.csv", problems)
-        written["problem_summary"] = write_csv(out / "problem_summary.csv", summarise_problems(problems))
+        written["problems"] = put("problems.csv", problems)
+        written["problem_summary"] = put("problem_summary.csv", summarise_problems(problems))
     if intensities:
-        imaged = table[sites_with_images(root, table)]
+        has_images = sites_with_images(root, table)
+        mistaken = wrong_case_sites(root, table.loc[~has_images, "image_stem"])
+        if mistaken:
+            raise RxRx1DataError(f"{root}: images not found where the metadata puts them: {mistaken[0]}"
+                                 + (f" (and {len(mistaken) - 1} more such names)" if len(mistaken) > 1 else ""))
+        imaged = table[has_images]
         if len(imaged):
-            values, _ = image_intensities(root, imaged, progress=progress, count_nuclei_w1=True)
-            written["intensities"] = write_csv(out / "intensities.csv", values)
+            values, dropped = image_intensities(root, imaged, progress=progress, count_nuclei_w1=True)
+            written["dropped_images"] = put("dropped_images.csv", dropped)
+            written.n_dropped = len(dropped)
+            if values.empty:
+                raise RxRx1DataError(f"{root}: none of the {len(dropped)} channel images of the sites with images "
+                                     f"could be read; each is listed with its error in {out / 'dropped_images.csv'}"
+                                     f" (first: {dropped['error'].iloc[0]})")
+            written["intensities"] = put("intensities.csv", values)
             for by in ("experiment", "plate"):
-                written[f"norm_{by}"] = write_csv(out / f"norm_{by}.csv", normalisation_stats(values, by))
+                written[f"norm_{by}"] = put(f"norm_{by}.csv", normalisation_stats(values, by))
     return written
+
+
+class WrittenFiles(dict):
+    """``name -> path`` of the files :func:`write_stats` wrote, and ``n_dropped``: channel images of
+    sites with images left out of the intensities (listed in ``dropped_images.csv``)."""
+
+    n_dropped: int = 0
 
 
 def compare_class_sets(sources: dict[str, dict[int, int] | pd.DataFrame]) -> pd.DataFrame:

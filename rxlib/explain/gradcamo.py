@@ -137,13 +137,13 @@ def load_truth_masks(root: str | Path, experiment: str, plate: int, well: str, s
     Raises:
         FileNotFoundError: the data set has no ground truth for this site (names the file).
     """
-    from rxlib.io import read_png
+    from rxlib.io import read_mask_png
 
     out = {}
     for kind, path in truth_mask_paths(root, experiment, plate, well, site).items():
         if not path.exists():
             raise FileNotFoundError(f"no ground-truth mask {path} (is {root} a synthetic data set?)")
-        image = read_png(path)
+        image = read_mask_png(path)
         out[kind] = image.astype(np.int32) if kind == "cells" else image > 0
     return out
 

@@ -130,12 +130,20 @@ Determinism and robustness
     Every random draw comes from ``np.random.SeedSequence([seed, stream, *indices])`` keyed by
     experiment, plate, well and site, so the same seed and parameters give the same bytes whatever
     the order or ``workers``. Files are written atomically; re-running into a partial folder with
-    the same parameters resumes; other parameters raise :class:`SynthParameterMismatch` unless
-    ``overwrite=True``.
+    the same parameters resumes (finished sites are decoded again, and a damaged one is redrawn);
+    other parameters raise :class:`SynthParameterMismatch` unless ``overwrite=True``.
+
+Output folder safety (:mod:`rxlib.outputs`)
+    The folder is locked for one writer (``filelock``; a second ``generate`` into it gets
+    ``OutputFolderBusy`` at once) and every file is listed in ``.rxlib-written.txt`` before it is
+    written. A folder holding anything rxlib did not write is refused, naming the folder and the
+    files, even with ``overwrite`` (:class:`SynthFolderNotOurs`); ``overwrite`` removes only the
+    recorded files. A full disk raises ``DiskFullError`` ("no space left on device", naming the
+    folder) and leaves no ``metadata.csv``, so the set never looks finished.
 
 Nothing happens on import.
 """
 from rxlib.synth.config import PROFILES, SynthConfig
-from rxlib.synth.writer import SynthParameterMismatch, generate
+from rxlib.synth.writer import SynthFolderNotOurs, SynthParameterMismatch, generate
 
-__all__ = ["PROFILES", "SynthConfig", "SynthParameterMismatch", "generate"]
+__all__ = ["PROFILES", "SynthConfig", "SynthFolderNotOurs", "SynthParameterMismatch", "generate"]

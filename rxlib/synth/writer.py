@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import shutil
+import re
+import warnings
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,17 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from rxlib.config import N_CHANNELS
-from rxlib.io import read_png, write_csv, write_json, write_png
+from rxlib.io import (
+    RxRx1DataError,
+    disk_full_error,
+    is_disk_full,
+    read_mask_png,
+    read_png,
+    write_csv,
+    write_json,
+    write_png,
+)
+from rxlib.outputs import ForeignFilesError, OutputFolder, claim_output_folder, record_written
 from rxlib.synth.config import (
     CELL_TYPE_SHAPES,
     REAL_MEAN,
@@ -42,12 +53,22 @@ from rxlib.synth.render import acquire, cue_pattern, illumination_field, render_
 FORMAT = "rxlib-synth/1"
 METADATA_COLUMNS = ["site_id", "well_id", "cell_type", "dataset", "experiment", "plate", "well", "site",
                     "well_type", "sirna", "sirna_id"]
-#: Paths this generator owns inside an output folder (``overwrite=True`` removes only these).
+#: Paths this generator writes inside an output folder; ``overwrite=True`` removes only the files it
+#: recorded in ``.rxlib-written.txt`` (see :mod:`rxlib.outputs`).
 OWNED = ("metadata.csv", "images", "truth")
+# Names a synthetic set made before the record existed may hold (such a folder is adopted).
+_LEGACY_NAMES = re.compile(
+    r"^(metadata\.csv|truth/(params\.json|classes\.csv|sites\.csv)"
+    r"|images/[A-Z0-9]+-\d{2}/Plate\d+/[A-P]\d{2}_s\d+_w\d\.png"
+    r"|truth/masks/[A-Z0-9]+-\d{2}/Plate\d+/[A-P]\d{2}_s\d+_(cells|phenotype)\.png)$")
 
 
 class SynthParameterMismatch(ValueError):
     """An output folder holds a (partial) synthetic set made with other parameters."""
+
+
+class SynthFolderNotOurs(SynthParameterMismatch, ForeignFilesError):
+    """An output folder holds files or folders that rxlib did not write; nothing there is touched."""
 
 
 def image_path(out: Path, task: SiteTask, channel: int) -> Path:
@@ -183,14 +204,32 @@ def _site_row(state: dict[str, Any], task: SiteTask, n_cells: int, phenotype_pix
     return row
 
 
+def _check_site_files(state: dict[str, Any], files: list[Path]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Decode a finished site's eight files; None (with a warning naming the file) if one fails."""
+    size = (state["cfg"].image_size, state["cfg"].image_size)
+    try:
+        for path in files[:N_CHANNELS]:
+            read_png(path, expected_shape=size)
+        return read_mask_png(files[6], expected_shape=size), read_mask_png(files[7], expected_shape=size)
+    except RxRx1DataError as exc:
+        warnings.warn(f"resume: {exc}; the site is drawn again", RuntimeWarning, stacklevel=3)
+        return None
+
+
 def process_site(state: dict[str, Any], task: SiteTask) -> dict[str, Any]:
-    """Render and write one site unless all its files exist; return its ``sites.csv`` row."""
+    """Render and write one site unless all its files exist and decode; return its ``sites.csv`` row.
+
+    A site whose files all exist is checked (every file decoded, at the set's image size); one that
+    fails the check (e.g. a truncated PNG) is drawn and written again, with a warning naming the file.
+    """
     out = Path(state["out"])
     files = site_files(out, task)
     if all(p.is_file() for p in files):
-        labels = read_png(files[6])
-        phenotype = read_png(files[7])
-        return _site_row(state, task, int(labels.max()), int((phenotype > 0).sum()))
+        checked = _check_site_files(state, files)
+        if checked is not None:
+            labels, phenotype = checked
+            return _site_row(state, task, int(labels.max()), int((phenotype > 0).sum()))
+    record_written(out, files)  # before writing: whatever is left on disk is listed
     images, labels, phenotype, n_cells = render_site(state, task)
     for c in range(N_CHANNELS):
         write_png(files[c], images[c])
@@ -271,15 +310,53 @@ def _identity(profile: str, seed: int, spurious_cue: bool, cfg: SynthConfig) -> 
             "config": cfg.to_dict()}
 
 
-def _prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool) -> None:
+def _legacy_file(rel: str) -> bool:
+    """A file name a synthetic set written before ``.rxlib-written.txt`` existed holds (or its ``.part``)."""
+    folder, _, name = rel.rpartition("/")
+    if name.startswith(".") and name.endswith(".part"):
+        rel = (folder + "/" if folder else "") + name[1:-len(".part")].rpartition(".")[0]
+    return bool(_LEGACY_NAMES.match(rel))
+
+
+def _check_folder(folder: OutputFolder) -> None:
+    """Refuse a folder holding anything rxlib did not write (a synthetic set from before the record
+    existed, with only the names this generator writes and a ``truth/params.json`` of its format, is
+    adopted: its files are recorded)."""
+    out = folder.path
+    if out.exists() and not out.is_dir():
+        raise SynthParameterMismatch(f"{out} exists and is not a folder; choose another output folder")
     params = out / "truth" / "params.json"
+    legacy = not folder.record_path.is_file() and params.is_file() and _params_format(params) == FORMAT
+    hint = "" if params.is_file() or folder.record_path.is_file() else \
+        " (no truth/params.json: not a synthetic set made by rxlib)"
+    try:
+        folder.refuse_foreign(hint=hint, also_ours=_legacy_file if legacy else None)
+    except ForeignFilesError as exc:
+        raise SynthFolderNotOurs(str(exc)) from None
+
+
+def _params_format(params: Path) -> str | None:
+    try:
+        return json.loads(params.read_text()).get("format")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _adopt_legacy(folder: OutputFolder) -> None:
+    """Record the files of a synthetic set written before the record existed (already checked)."""
+    if folder.record_path.is_file() or not (folder.path / "truth" / "params.json").is_file():
+        return
+    files = [p.relative_to(folder.path).as_posix() for p in sorted(folder.path.rglob("*")) if p.is_file()]
+    folder.record(*[f for f in files if _legacy_file(f) and not f.endswith(".part")])
+
+
+def _prepare_folder(folder: OutputFolder, identity: dict[str, Any], overwrite: bool) -> None:
+    out = folder.path
+    params = out / "truth" / "params.json"
+    _check_folder(folder)
+    _adopt_legacy(folder)
     if overwrite:
-        for name in OWNED:
-            target = out / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
+        folder.remove_written()
         return
     if params.is_file():
         try:
@@ -298,19 +375,8 @@ def _prepare_folder(out: Path, identity: dict[str, Any], overwrite: bool) -> Non
                 f"choose another folder or pass overwrite=True")
     elif (out / "metadata.csv").exists() or (out / "images").exists():
         raise SynthParameterMismatch(
-            f"{out} holds images or metadata.csv but no truth/params.json: not a synthetic set made by rxlib; "
+            f"{out} holds images or metadata.csv but no truth/params.json: not a complete synthetic set; "
             f"choose another folder or pass overwrite=True")
-
-
-def _remove_partial_files(out: Path) -> None:
-    """Delete temporary ``.*.part`` files left by a killed run (rxlib.io writes under such names)."""
-    for name in ("images", "truth"):
-        folder = out / name
-        if folder.is_dir():
-            for stray in folder.rglob(".*.part"):
-                stray.unlink(missing_ok=True)
-    for stray in out.glob(".metadata.csv.*.part"):
-        stray.unlink(missing_ok=True)
 
 
 def generate(out: str | Path, profile: str = "smoke", seed: int = 0, spurious_cue: bool = False,
@@ -324,16 +390,22 @@ def generate(out: str | Path, profile: str = "smoke", seed: int = 0, spurious_cu
         spurious_cue: draw a label-tied pattern in the background of training sites.
         workers: processes (spawn); the output does not depend on it.
         progress: show a tqdm progress bar.
-        overwrite: remove a previous set in ``out`` (only ``metadata.csv``, ``images/``, ``truth/``).
+        overwrite: remove a previous set in ``out``: only the files rxlib recorded in
+            ``.rxlib-written.txt`` (see :mod:`rxlib.outputs`).
         **overrides: :class:`SynthConfig` fields replacing the profile's values, e.g. ``image_size=32``.
 
     Returns:
         ``out`` as a Path. A complete set is returned at once; a partial one with the same parameters is
-        resumed (sites whose files all exist are kept).
+        resumed (sites whose files all exist and decode are kept; others are drawn again).
 
     Raises:
         ValueError: bad profile, override, seed or workers (the message names it).
+        SynthFolderNotOurs: ``out`` holds files or folders rxlib did not write (even with ``overwrite``);
+            nothing is changed.
         SynthParameterMismatch: ``out`` holds a set made with other parameters and ``overwrite`` is False.
+        rxlib.outputs.OutputFolderBusy: another process is writing ``out``.
+        rxlib.io.DiskFullError: no space left on the device ("no space left on device", naming ``out``);
+            no ``metadata.csv`` is written, so the set never looks finished, and a rerun resumes.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
@@ -342,13 +414,28 @@ def generate(out: str | Path, profile: str = "smoke", seed: int = 0, spurious_cu
     cfg = resolve_config(profile, overrides)
     out = Path(out)
     identity = _identity(profile, int(seed), spurious_cue, cfg)
-    _prepare_folder(out, identity, overwrite)
+    _check_folder(OutputFolder(out, "rxlib synth"))  # before creating anything: refuse a user's folder
+    try:
+        with claim_output_folder(out, "rxlib synth") as folder:
+            return _generate_locked(folder, identity, cfg, profile, int(seed), spurious_cue, workers, progress,
+                                    overwrite)
+    except OSError as exc:
+        if is_disk_full(exc):
+            raise disk_full_error(out / (exc.filename or "."), exc) from exc
+        raise
+
+
+def _generate_locked(folder: OutputFolder, identity: dict[str, Any], cfg: SynthConfig, profile: str, seed: int,
+                     spurious_cue: bool, workers: int, progress: bool, overwrite: bool) -> Path:
+    out = folder.path
+    _prepare_folder(folder, identity, overwrite)
     if (out / "metadata.csv").is_file() and (out / "truth" / "params.json").is_file():
+        folder.finalise()
         return out  # finished set with the same parameters
 
-    _remove_partial_files(out)
-    design = build_design(cfg, int(seed))
-    calibration = calibrate(cfg, int(seed), design.classes)
+    folder.remove_partial()
+    design = build_design(cfg, seed)
+    calibration = calibrate(cfg, seed, design.classes)
     params = {
         **identity,
         "image_size": cfg.image_size,
@@ -367,11 +454,12 @@ def generate(out: str | Path, profile: str = "smoke", seed: int = 0, spurious_cu
                                   "../shared/rxrx1/kaggle-2023 (180 real negative-control PNGs)",
         },
     }
+    folder.record("truth/params.json", "truth/classes.csv")
     write_json(out / "truth" / "params.json", params)
     write_csv(out / "truth" / "classes.csv", classes_table(cfg, design))
 
     state = {
-        "cfg": cfg, "seed": int(seed), "out": str(out), "spurious_cue": bool(spurious_cue),
+        "cfg": cfg, "seed": seed, "out": str(out), "spurious_cue": bool(spurious_cue),
         "classes": design.classes, "class_ranks": _class_ranks(design.classes),
         "experiments": design.experiments, "plates": design.plates, "wells": design.wells,
         "calibration": calibration,
@@ -392,6 +480,8 @@ def generate(out: str | Path, profile: str = "smoke", seed: int = 0, spurious_cu
     meta = metadata_table(design)
     sites = meta[["site_id", "experiment", "plate", "well", "site", "dataset", "cell_type"]].merge(
         sites, on="site_id", how="left", validate="one_to_one")
+    folder.record("truth/sites.csv", "metadata.csv")
     write_csv(out / "truth" / "sites.csv", sites)
-    write_csv(out / "metadata.csv", meta)
+    write_csv(out / "metadata.csv", meta)  # last: its presence marks a finished set
+    folder.finalise()
     return out

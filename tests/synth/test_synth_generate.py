@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import rxlib.synth.writer as gen
-from rxlib.io import read_png
+from rxlib.io import read_mask_png, read_png
 from rxlib.synth import SynthParameterMismatch, generate
 
 # 3 experiments (2 train, 1 test) x 1 plate x 6 wells x 2 sites = 36 sites of 32x32.
@@ -57,7 +57,7 @@ def test_metadata_columns_and_layout(tiny):
     for c in range(1, 7):
         with Image.open(tiny / "images" / r.experiment / f"Plate{r.plate}" / f"{r.well}_s{r.site}_w{c}.png") as im:
             assert im.mode == "L" and im.size == (32, 32)
-    cells = read_png(tiny / "truth" / "masks" / r.experiment / f"Plate{r.plate}" / f"{r.well}_s{r.site}_cells.png")
+    cells = read_mask_png(tiny / "truth" / "masks" / r.experiment / f"Plate{r.plate}" / f"{r.well}_s{r.site}_cells.png")
     assert cells.dtype == np.uint16 and cells.shape == (32, 32)
     n_images = sum(1 for _ in (tiny / "images").rglob("*.png"))
     assert n_images == 6 * N_SITES
@@ -104,8 +104,8 @@ def test_masks_consistent_with_images(tiny):
     treated_pixels = 0
     for r in meta.itertuples():
         base = tiny / "truth" / "masks" / r.experiment / f"Plate{r.plate}" / f"{r.well}_s{r.site}"
-        cells = read_png(f"{base}_cells.png")
-        pheno = read_png(f"{base}_phenotype.png")
+        cells = read_mask_png(f"{base}_cells.png")
+        pheno = read_mask_png(f"{base}_phenotype.png")
         assert set(np.unique(pheno)) <= {0, 255}
         assert not (pheno[cells == 0] > 0).any(), f"{r.site_id}: phenotype outside cells"
         assert sites.loc[r.site_id, "n_cells"] == cells.max() == len(np.unique(cells)) - (cells == 0).any()
@@ -180,8 +180,8 @@ def test_spurious_cue_background_and_train_only(tiny, tiny_cue):
     for r in meta.itertuples():
         assert sites.loc[r.site_id, "cue_drawn"] == (r.dataset == "train")
         rel = Path(r.experiment) / f"Plate{r.plate}"
-        cells = read_png(tiny / "truth" / "masks" / rel / f"{r.well}_s{r.site}_cells.png")
-        assert np.array_equal(cells, read_png(tiny_cue / "truth" / "masks" / rel / f"{r.well}_s{r.site}_cells.png"))
+        cells = read_mask_png(tiny / "truth" / "masks" / rel / f"{r.well}_s{r.site}_cells.png")
+        assert np.array_equal(cells, read_mask_png(tiny_cue / "truth" / "masks" / rel / f"{r.well}_s{r.site}_cells.png"))
         for c in range(1, 7):
             a = read_png(tiny / "images" / rel / f"{r.well}_s{r.site}_w{c}.png")
             b = read_png(tiny_cue / "images" / rel / f"{r.well}_s{r.site}_w{c}.png")
