@@ -406,6 +406,81 @@ def evaluate(model: RxNet, dataset: Dataset, config: TrainConfig, progress: bool
     return meter.reduce().result("val")
 
 
+@dataclass
+class StepResult:
+    """What :func:`train_step` returns: the optimised objective, the labelled items' per-sample losses
+    of both heads, the labelled part of the outputs (float32) and the target (hard or CutMix-mixed)."""
+
+    loss: torch.Tensor
+    soft: torch.Tensor
+    arc: torch.Tensor
+    labelled_outputs: dict
+    target: torch.Tensor | MixedTarget
+
+
+def train_step(model, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, config: TrainConfig,
+               images: torch.Tensor, cell_type: torch.Tensor, labels: torch.Tensor, *, mixing: torch.Generator,
+               unlabelled: dict | None = None, alpha: float = 0.0, where: str = "") -> StepResult | None:
+    """One optimisation step of the loop: CutMix, the unlabelled batch, autocast forward, composite loss
+    (eq. 12, plus eq. 7's pseudo-label term), backward and optimiser step (through ``scaler`` for float16).
+
+    :func:`train` runs every step through this function; ``benchmarks/gpu_check.py`` times it.
+
+    Args:
+        model: the network (or its DDP wrapper), in training mode, on ``config.device``.
+        optimizer, scaler: the run's optimiser and GradScaler (None unless float16 on CUDA).
+        config: the run's :class:`TrainConfig`.
+        images, cell_type, labels: the labelled batch on the device (labels >= 0).
+        mixing: generator of the CutMix draws.
+        unlabelled: a loader batch of unlabelled items (CPU or device), or None.
+        alpha: weight of the pseudo-label term.
+        where: names the step in the error of a non-finite loss.
+
+    Returns:
+        A :class:`StepResult`, or None when the step was skipped (fewer than 2 images, no labelled one,
+        or another rank skipped).
+
+    Raises:
+        FloatingPointError: non-finite loss.
+    """
+    device = images.device
+    n_lab = labels.shape[0]
+    target: torch.Tensor | MixedTarget = labels
+    if config.cutmix and n_lab > 1 and float(torch.rand((), generator=mixing)) < config.cutmix_prob:
+        images, target = cutmix(images, labels, alpha=config.cutmix_alpha, generator=mixing)
+    if unlabelled is not None:
+        images = torch.cat([images, unlabelled["image"].to(device, non_blocking=True)])
+        cell_type = torch.cat([cell_type, unlabelled["cell_type"].to(device, non_blocking=True)])
+    skip = images.shape[0] < 2 or n_lab == 0  # BatchNorm cannot train on a single sample
+    if distributed.current() is not None:  # every rank must take the same steps, or DDP's all-reduce waits forever
+        skip = bool(distributed.all_reduce_sum([float(skip)])[0] > 0)
+    if skip:
+        return None
+    if device.type == "cuda" and config.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with autocast(device, config.amp_dtype):
+        outputs = _float_outputs(model(images, cell_type))
+    lab_out = {k: v[:n_lab] for k, v in outputs.items()}
+    soft, arc = _per_sample_losses(lab_out, target, config)
+    loss = _combine(config.loss, soft, arc, config.composite_c).mean()
+    if unlabelled is not None:  # eq. (7): mean over labelled + alpha(t) * mean over unlabelled
+        unl_out = {k: v[n_lab:] for k, v in outputs.items()}
+        pl = pseudo_labels(unl_out["cosine"] if config.loss == "arc" else unl_out["logits"])
+        u_soft, u_arc = _per_sample_losses(unl_out, pl, config)
+        loss = loss + alpha * _combine(config.loss, u_soft, u_arc, config.composite_c).mean()
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite loss {float(loss)}" + (f" at {where}" if where else ""))
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:  # float16: scale the loss so that small gradients do not underflow
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return StepResult(loss, soft, arc, lab_out, target)
+
+
 def _train_epoch(model, optimizer, scaler, config, train_dataset, unlabelled_dataset, epoch, alpha, progress) -> dict:
     device = torch.device(config.device)
     use_cuda = device.type == "cuda"
@@ -430,42 +505,12 @@ def _train_epoch(model, optimizer, scaler, config, train_dataset, unlabelled_dat
             bar.update(1)
             batch = _labelled(batch)
             images, cell_type, labels = _to_device(batch, device, False)
-            n_lab = labels.shape[0]
-            target: torch.Tensor | MixedTarget = labels
-            if config.cutmix and n_lab > 1 and float(torch.rand((), generator=mixing)) < config.cutmix_prob:
-                images, target = cutmix(images, labels, alpha=config.cutmix_alpha, generator=mixing)
-            if unlabelled is not None:
-                extra = next(unlabelled)
-                images = torch.cat([images, extra["image"].to(device)])
-                cell_type = torch.cat([cell_type, extra["cell_type"].to(device)])
-            skip = images.shape[0] < 2 or n_lab == 0  # BatchNorm cannot train on a single sample
-            if ctx is not None:  # every rank must take the same steps, or DDP's all-reduce waits forever
-                skip = bool(distributed.all_reduce_sum([float(skip)])[0] > 0)
-            if skip:
+            extra = next(unlabelled) if unlabelled is not None else None
+            done = train_step(model, optimizer, scaler, config, images, cell_type, labels, mixing=mixing,
+                              unlabelled=extra, alpha=alpha, where=f"epoch {epoch + 1}, step {step}")
+            if done is None:
                 continue
-            if use_cuda and config.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with autocast(device, config.amp_dtype):
-                outputs = _float_outputs(model(images, cell_type))
-            lab_out = {k: v[:n_lab] for k, v in outputs.items()}
-            soft, arc = _per_sample_losses(lab_out, target, config)
-            per_sample = _combine(config.loss, soft, arc, config.composite_c)
-            loss = per_sample.mean()
-            if unlabelled is not None:  # eq. (7): mean over labelled + alpha(t) * mean over unlabelled
-                unl_out = {k: v[n_lab:] for k, v in outputs.items()}
-                pl = pseudo_labels(unl_out["cosine"] if config.loss == "arc" else unl_out["logits"])
-                u_soft, u_arc = _per_sample_losses(unl_out, pl, config)
-                loss = loss + alpha * _combine(config.loss, u_soft, u_arc, config.composite_c).mean()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {float(loss)} at epoch {epoch + 1}, step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                loss.backward()
-                optimizer.step()
-            else:  # float16: scale the loss so that small gradients do not underflow
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
+            loss, soft, arc, lab_out, target = done.loss, done.soft, done.arc, done.labelled_outputs, done.target
             meter.add(float(loss.detach()), soft.detach(), arc.detach(),
                       _hits(lab_out["logits"].detach(), target), _hits(lab_out["cosine"].detach(), target))
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
