@@ -131,10 +131,11 @@ def _reset_peak(device: torch.device) -> None:
 
 
 def _random_batch(config, batch: int, size: int, device: torch.device, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    images = torch.randn(batch, 6, size, size, generator=g).to(device)
-    cell_type = torch.nn.functional.one_hot(torch.arange(batch) % 4, 4).float().to(device)
-    labels = torch.randint(0, config.n_classes, (batch,), generator=g).to(device)
+    """Random images, cell types and labels made on the device (a large batch made on the CPU takes seconds)."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    images = torch.randn(batch, 6, size, size, generator=g, device=device)
+    cell_type = torch.nn.functional.one_hot(torch.arange(batch, device=device) % 4, 4).float()
+    labels = torch.randint(0, config.n_classes, (batch,), generator=g, device=device)
     return images, cell_type, labels
 
 
@@ -258,11 +259,12 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def largest_batch(fits, start: int, limit: int, cap_s: float) -> tuple[int, int | None, bool]:
-    """The largest batch ``b <= limit`` with ``fits(b)``: doubling from ``start``, then bisection.
+    """The largest batch ``b <= limit`` with ``fits(b)``: doubling from ``start``, then bisection between
+    the last batch that fitted (0 if ``start`` did not) and the first that did not, to within 1/16.
 
     Returns:
-        ``(largest that fitted, smallest that failed or None, whether the search finished within cap_s)``;
-        the largest is 0 if ``start`` does not fit.
+        ``(largest that fitted (0: not even 1), smallest that failed or None, whether the search finished
+        within cap_s)``.
     """
     deadline = time.perf_counter() + cap_s
     good, bad = 0, None
