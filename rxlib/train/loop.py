@@ -8,8 +8,9 @@
   (eq. 3), ``loss_arc`` (eq. 6), ``acc_softmax`` and ``acc_arc`` (top-1 of each head), ``n``;
   plus ``seconds``. Training accuracy under CutMix counts ``lam`` for a hit on ``y_a`` and
   ``1 - lam`` for one on ``y_b``; training losses and accuracies are over labelled samples only.
-- ``checkpoints/epoch_NNN.pt`` after every epoch (model, optimiser, scheduler, RNG
-  states, history, config; the GradScaler's state in float16 runs), written atomically; the newest ``config.keep_checkpoints`` are kept.
+- ``checkpoints/epoch_NNN.pt`` after every epoch (model, optimiser, scheduler, RNG states, history,
+  config; the GradScaler's state in float16 runs only), written atomically; the newest
+  ``config.keep_checkpoints`` are kept.
 - ``model.pt``: the final weights and the config, for :func:`load_trained_model`.
 
 Datasets yield dicts ``{'image': float32 (C, H, W), 'cell_type': float32 (4,), 'label': int64,
