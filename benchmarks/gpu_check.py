@@ -65,6 +65,8 @@ BF16_PEAK_TFLOPS = (("H200", 989.4), ("H100 NVL", 835.0), ("H100 PCIe", 756.0), 
 #: Seconds each section may take at most on the GPU (the whole run is capped by --total-cap too).
 SECTION_CAPS = {"flops": 40, "peak": 15, "train_bf16_channels_last": 50, "train_fp32": 50, "max_batch": 75,
                 "gradcam": 45, "loader": 110, "train_bf16_channels_last_compiled": 170}
+#: Seconds a section needs at least to be worth starting (else it is written as skipped).
+SECTION_MIN_S = {"train_bf16_channels_last_compiled": 60, "loader": 30, "max_batch": 20}
 #: Run order: cheap and most wanted first; torch.compile (minutes of compiling) last, in a subprocess.
 SECTIONS = tuple(SECTION_CAPS)
 ISOLATED = {"train_bf16_channels_last_compiled"}
@@ -248,7 +250,8 @@ def measure_training(args, cap_s: float, state: dict, *, amp_dtype: str, channel
     started = time.perf_counter()
     warmup = 3 if compiled else 2
     steps, seconds = _time_steps(step, inputs, device, cap_s * 0.8, args.timed_steps, warmup)
-    note = (f"amp_dtype={amp_dtype}, channels_last={channels_last}, memory_efficient={config.memory_efficient}, "
+    tf32 = ", TF32 convolutions (torch's default)" if amp_dtype == "float32" and torch.backends.cudnn.allow_tf32 else ""
+    note = (f"amp_dtype={amp_dtype}{tf32}, channels_last={channels_last}, memory_efficient={config.memory_efficient}, "
             f"loss={config.loss}, cutmix={config.cutmix}, {config.n_classes} classes, Adam; random images"
             + (f"; compile + warm-up {time.perf_counter() - started - seconds:.0f} s" if compiled else ""))
     return [_throughput_row(what, args.batch, args.size, steps, seconds, device, state, note)]
@@ -651,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 left = args.total_cap - (time.perf_counter() - start) - RESERVE_S
                 cap = min(SECTION_CAPS[name], left) if not args.cpu_smoke else left
-                if cap < min(10.0, SECTION_CAPS[name] / 3):
+                if cap < (SECTION_MIN_S.get(name, 10.0) if not args.cpu_smoke else 1.0):
                     rows.append({"section": name, "what": name, "status": "skipped",
                                  "note": f"total cap of {args.total_cap:.0f} s reached ({left:.0f} s left)"})
                     print(f"gpu_check: {name}: skipped, total cap reached", flush=True)
@@ -665,9 +668,9 @@ def main(argv: list[str] | None = None) -> int:
                     failed.append(name)
                     got = [{"section": name, "what": name, "status": "error",
                             "note": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}]
-                    if args.device == "cuda":
-                        gc.collect()
-                        torch.cuda.empty_cache()
+                if args.device == "cuda":  # give the next section (or the compile subprocess) the memory
+                    gc.collect()
+                    torch.cuda.empty_cache()
                 for row in got:
                     row.setdefault("seconds", time.perf_counter() - t0)
                     print(f"gpu_check: {row.get('section')} {row.get('what')}: {row.get('status') or 'ok'} "
