@@ -250,7 +250,8 @@ def measure_training(args, cap_s: float, state: dict, *, amp_dtype: str, channel
     started = time.perf_counter()
     warmup = 3 if compiled else 2
     steps, seconds = _time_steps(step, inputs, device, cap_s * 0.8, args.timed_steps, warmup)
-    tf32 = ", TF32 convolutions (torch's default)" if amp_dtype == "float32" and torch.backends.cudnn.allow_tf32 else ""
+    tf32 = (", TF32 convolutions (torch's default)" if device.type == "cuda" and amp_dtype == "float32"
+            and torch.backends.cudnn.allow_tf32 else "")
     note = (f"amp_dtype={amp_dtype}{tf32}, channels_last={channels_last}, memory_efficient={config.memory_efficient}, "
             f"loss={config.loss}, cutmix={config.cutmix}, {config.n_classes} classes, Adam; random images"
             + (f"; compile + warm-up {time.perf_counter() - started - seconds:.0f} s" if compiled else ""))
@@ -437,7 +438,7 @@ def measure_loader(args, cap_s: float, state: dict) -> list[dict]:
     del it
     note = (f"{len(dataset)} synthetic {args.size}x{args.size} sites (rxlib.synth 'rxrx1' profile, one plate), "
             f"RxRx1Dataset(cache=...) memory-mapped uint8, augment, {config.num_workers} workers, batch "
-            f"{config.batch_size}, pin_memory; amp_dtype={config.amp_dtype}; cache built in {build_s:.1f} s; "
+            f"{config.batch_size}{', pin_memory' if device.type == 'cuda' else ''}; amp_dtype={config.amp_dtype}; cache built in {build_s:.1f} s; "
             f"waited {waited_for_data:.0f} s for the data; {steps} timed steps after 3 warm-up")
     if steps == 0:
         return [{"section": "loader", "what": "train_loop_from_cache", "status": "failed", "note": note}]
@@ -562,7 +563,9 @@ def markdown(rows: list[dict], info: dict, total_s: float, partial: bool) -> str
              f"torch {info.get('torch')}, {info.get('cpu')} ({info.get('cores')} cores), {info.get('when')}; "
              f"{total_s:.0f} s{' (partial: the total cap was reached)' if partial else ''}; "
              f"cuDNN autotuner {'on' if info.get('cudnn_benchmark') else 'off (as in the training loop)'}.", "",
-             verdict(rows), "",
+             verdict(rows) if info.get("gpu") else
+             "CPU smoke run (--cpu-smoke): it proves the code paths; its numbers are no GPU measurement and "
+             "autocast is off on the CPU.", "",
              "| section | what | status | batch | images/s | step ms | peak GiB | GFLOP/image | TFLOP/s "
              "| share of bf16 peak | loader wait | note |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -673,9 +676,10 @@ def main(argv: list[str] | None = None) -> int:
                     torch.cuda.empty_cache()
                 for row in got:
                     row.setdefault("seconds", time.perf_counter() - t0)
-                    print(f"gpu_check: {row.get('section')} {row.get('what')}: {row.get('status') or 'ok'} "
-                          f"{_fmt(row.get('images_per_s'), '.1f')} images/s {row.get('note') or ''}".rstrip(),
-                          flush=True)
+                    row.setdefault("status", "ok")
+                    rate = _fmt(row.get("images_per_s"), ".1f")
+                    print(f"gpu_check: {row.get('section')} {row.get('what')}: {row.get('status') or 'ok'}"
+                          f"{f' {rate} images/s' if rate else ''}; {row.get('note') or ''}", flush=True)
                 rows.extend(got)
                 write_report(rows, out, info, time.perf_counter() - start, partial=False)
         finally:
