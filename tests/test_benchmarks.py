@@ -55,7 +55,20 @@ def test_gpu_check_cpu_smoke_writes_csv_and_markdown(tmp_path):
     assert table.loc[table["section"] == "max_batch", "batch"].iloc[0] >= 4
     markdown = (tmp_path / "gpu_check.md").read_text()
     assert markdown.startswith("# GPU check: ") and "| section | what | status |" in markdown
-    assert "Target" in markdown or "target" in markdown
+    assert "CPU smoke run" in markdown  # no verdict on the target from CPU numbers
+
+
+def test_gpu_check_verdict_and_markdown_of_gpu_rows():
+    gpu_check = _gpu_check()
+    rows = [{"section": "train", "what": "fp32", "status": "ok", "batch": 16, "images_per_s": 400.0},
+            {"section": "train", "what": "bf16_channels_last", "status": "ok", "batch": 16, "images_per_s": 900.0,
+             "gflop_per_image": 244.0, "share_of_bf16_peak": 0.22},
+            {"section": "max_batch", "what": "bf16_channels_last_at_max_batch", "status": "ok", "batch": 256,
+             "images_per_s": 1100.0, "gflop_per_image": 244.0, "share_of_bf16_peak": 0.27}]
+    assert "1100 images/s" in gpu_check.verdict(rows) and "is met" in gpu_check.verdict(rows)
+    assert "NOT met" in gpu_check.verdict(rows[:2])
+    text = gpu_check.markdown(rows, {"gpu": "NVIDIA H200", "torch": "2.11"}, 300.0, partial=True)
+    assert text.startswith("# GPU check: NVIDIA H200") and "partial" in text and "| max_batch |" in text
 
 
 def test_gpu_check_largest_batch_bisects_and_respects_its_cap():
