@@ -69,7 +69,9 @@ SECTION_CAPS = {"flops": 40, "peak": 15, "train_bf16_channels_last": 50, "train_
 SECTION_MIN_S = {"train_bf16_channels_last_compiled": 60, "loader": 30, "max_batch": 20}
 #: Run order: cheap and most wanted first; torch.compile (minutes of compiling) last, in a subprocess.
 SECTIONS = tuple(SECTION_CAPS)
-ISOLATED = {"train_bf16_channels_last_compiled"}
+#: Sections run in a subprocess with a time limit: torch.compile cannot be interrupted, and the batch
+#: search's failed allocations (or a sticky CUDA error) must not affect the sections after it.
+ISOLATED = {"max_batch", "train_bf16_channels_last_compiled"}
 #: Seconds kept back from the total cap for writing the results.
 RESERVE_S = 5.0
 
@@ -301,6 +303,8 @@ def measure_max_batch(args, cap_s: float, state: dict) -> list[dict]:
     model, optimizer, step = _trainer(config)
     limit = args.max_batch_limit
 
+    other_errors: list[str] = []
+
     def fits(b: int) -> bool:
         inputs = None
         try:
@@ -308,9 +312,9 @@ def measure_max_batch(args, cap_s: float, state: dict) -> list[dict]:
             step(*inputs)
             _sync(device)
             return True
-        except Exception as exc:  # only an out-of-memory error means "does not fit"
+        except Exception as exc:  # out of memory; or a kernel's size limit (recorded in the note)
             if not _is_oom(exc):
-                raise
+                other_errors.append(f"batch {b}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}")
             return False
         finally:
             del inputs
@@ -319,16 +323,17 @@ def measure_max_batch(args, cap_s: float, state: dict) -> list[dict]:
             if device.type == "cuda":
                 torch.cuda.empty_cache()
 
-    search_cap = cap_s * 0.6
+    search_cap = cap_s * 0.5  # of a cap that includes the subprocess start
     good, bad, finished = largest_batch(fits, args.batch, limit, search_cap)
     note = (f"bf16 + channels-last, memory-efficient layers; doubling from {args.batch} then bisection to 1/16; "
             f"first failing batch {bad}" + ("" if finished else f"; search stopped at its {search_cap:.0f} s cap")
-            + (f"; limit {limit} reached" if bad is None else ""))
+            + (f"; limit {limit} reached" if bad is None else "")
+            + (f"; failures other than out-of-memory: {' / '.join(other_errors)}" if other_errors else ""))
     if good == 0:
         return [{"section": "max_batch", "what": "bf16_channels_last", "status": "failed", "note": note}]
     _reset_peak(device)
     inputs = _random_batch(config, good, args.size, device)
-    steps, seconds = _time_steps(step, inputs, device, cap_s * 0.3, args.timed_steps, 1)
+    steps, seconds = _time_steps(step, inputs, device, cap_s * 0.25, args.timed_steps, 1)
     row = _throughput_row("bf16_channels_last_at_max_batch", good, args.size, steps, seconds, device, state, note)
     row.update(section="max_batch", max_batch=good)
     row["note"] = f"max batch {good}; " + note
@@ -514,7 +519,7 @@ def run_isolated(name: str, args, cap_s: float, state: dict) -> list[dict]:
     try:
         done = subprocess.run(command, cwd=HERE.parent, timeout=cap_s + 10, capture_output=True, text=True)
     except subprocess.TimeoutExpired:
-        return [{"section": "train", "what": name, "status": "timeout",
+        return [{"section": "train" if name.startswith("train") else name, "what": name, "status": "timeout",
                  "note": f"did not finish within {cap_s:.0f} s (subprocess killed)"}]
     sys.stdout.write(done.stdout)
     if done.returncode != 0:
