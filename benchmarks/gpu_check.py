@@ -700,7 +700,7 @@ def main(argv: list[str] | None = None) -> int:
     total = time.perf_counter() - start
     partial = any(r.get("status") == "skipped" and "total cap" in str(r.get("note")) for r in rows)
     csv, md = write_report(rows, out, info, total, partial)
-    print(verdict(rows))
+    print(verdict(rows) if info.get("gpu") else "CPU smoke run: code paths only, no verdict on the GPU target.")
     print(f"gpu_check: {total:.0f} s; wrote {csv} and {md}")
     if failed:
         print(f"gpu_check: sections with errors: {', '.join(failed)}", file=sys.stderr)
