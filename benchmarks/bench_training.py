@@ -1,10 +1,14 @@
 """Training throughput: images/s of a training step (forward, composite loss, backward, Adam).
 
 - CPU: the smoke profile's ``tiny_densenet`` (batch 16, 6x64x64), always run.
-- CUDA (when present; else prints "skipped: no CUDA"): DenseNet-161 on 6x512x512 (batch 16), fp32
-  versus bf16 autocast + channels-last, and the latter under ``torch.compile`` (``--compile``); the
-  model's FLOPs per step from :class:`torch.utils.flop_counter.FlopCounterMode`, the achieved FLOP/s
-  and its share of the measured bf16 matmul rate (8192^3 matmuls) of the same GPU.
+- CUDA (when present; else prints "skipped: no CUDA"): the paper profile's training step as
+  :func:`rxlib.train.train` runs it (:func:`rxlib.train.loop.train_step`: DenseNet-161 with its
+  memory-efficient checkpointed dense layers, 1,139-class heads, composite loss, CutMix, Adam) on
+  6x512x512 (batch 16), fp32 versus bf16 autocast + channels-last, and the latter under
+  ``torch.compile`` (``--compile``); the model's FLOPs per image from
+  :class:`torch.utils.flop_counter.FlopCounterMode` (meta device), the achieved FLOP/s and its share of
+  the measured bf16 matmul rate (8192^3 matmuls) of the same GPU. ``benchmarks/gpu_check.py`` measures
+  more (largest batch, Grad-CAM, the data loader) within a time budget.
 
 Writes ``reports/benchmarks/training.csv``.
 
@@ -49,19 +53,6 @@ def _setup(arch, n_classes, batch, size, device, channels_last=False, embedding_
     return model, torch.optim.Adam(model.parameters(), lr=1e-4), images, cell, labels
 
 
-def step_flops(model, images, cell, labels) -> int:
-    """FLOPs of one forward + backward (FlopCounterMode counts matmuls and convolutions)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from rxlib.train.losses import composite_loss
-
-    with FlopCounterMode(display=False) as counter:
-        out = model(images, cell)
-        composite_loss(out["logits"].float(), out["cosine"].float(), labels).backward()
-    model.zero_grad(set_to_none=True)
-    return counter.get_total_flops()
-
-
 def matmul_rate(dtype=torch.bfloat16, n=8192, repeats=10) -> float:
     a, b = torch.randn(n, n, device="cuda", dtype=dtype), torch.randn(n, n, device="cuda", dtype=dtype)
     seconds = best_time(lambda: a @ b, repeats, sync_cuda=True)
@@ -89,28 +80,37 @@ def main(argv: list[str] | None = None) -> list[dict]:
         print("training DenseNet-161 on GPU: skipped: no CUDA")
         rows.append({"what": "gpu_densenet161", "device": "none", "note": "skipped: no CUDA"})
     else:
+        import argparse as _argparse
+
+        import gpu_check
+
         size, batch, repeats = (128, 4, 3) if args.quick else (512, args.batch, 10)
         peak = matmul_rate()
         print(f"bf16 matmul rate: {peak / 1e12:.1f} TFLOP/s")
+        settings = _argparse.Namespace(device="cuda", batch=batch, size=size, cpu_smoke=False)
+        flops = {}
+        gpu_check.measure_flops(settings, 60.0, flops)
+        flops_per_image = flops["gflop_per_image"] * 1e9
         base = None
-        variants = [("fp32", None, False, False), ("bf16_channels_last", torch.bfloat16, True, False)]
+        variants = [("fp32", "float32", False, False), ("bf16_channels_last", "bfloat16", True, False)]
         if args.compile:
-            variants.append(("bf16_channels_last_compiled", torch.bfloat16, True, True))
-        for name, dtype, cl, compiled in variants:
-            model, opt, images, cell, labels = _setup("densenet161", 1139, batch, size, "cuda", channels_last=cl,
-                                                      embedding_dim=1024, memory_efficient=False)
-            flops = step_flops(model, images, cell, labels)
-            net = torch.compile(model) if compiled else model
-            seconds = best_time(_step_fn(net, opt, images, cell, labels, dtype), repeats, sync_cuda=True)
+            variants.append(("bf16_channels_last_compiled", "bfloat16", True, True))
+        for name, amp_dtype, cl, compiled in variants:
+            config = gpu_check.paper_config(settings, amp_dtype=amp_dtype, channels_last=cl)
+            model, opt, step = gpu_check._trainer(config, compiled=compiled)
+            inputs = gpu_check._random_batch(config, batch, size, torch.device("cuda"))
+            seconds = best_time(lambda: step(*inputs), repeats, sync_cuda=True)
             rate = batch / seconds
             base = base or rate
+            flops_step = flops_per_image * batch
             rows.append({"what": f"gpu_densenet161_{name}", "device": torch.cuda.get_device_name(0), "batch": batch,
-                         "image_size": size, "images_per_s": rate, "step_s": seconds, "flops_per_step": flops,
-                         "achieved_tflops": flops / seconds / 1e12, "bf16_matmul_tflops": peak / 1e12,
-                         "share_of_matmul_rate": flops / seconds / peak, "speedup_vs_fp32": rate / base})
+                         "image_size": size, "images_per_s": rate, "step_s": seconds, "flops_per_step": flops_step,
+                         "memory_efficient": config.memory_efficient,
+                         "achieved_tflops": flops_step / seconds / 1e12, "bf16_matmul_tflops": peak / 1e12,
+                         "share_of_matmul_rate": flops_step / seconds / peak, "speedup_vs_fp32": rate / base})
             print(f"training densenet161 {name}: {rate:.1f} images/s, x{rate / base:.2f} of fp32, "
-                  f"{flops / seconds / 1e12:.1f} TFLOP/s = {flops / seconds / peak:.1%} of the bf16 matmul rate")
-            del model, opt, net
+                  f"{flops_step / seconds / 1e12:.1f} TFLOP/s = {flops_step / seconds / peak:.1%} of the bf16 matmul rate")
+            del model, opt, step, inputs
             torch.cuda.empty_cache()
     path = write_results("training", rows, args.out)
     print(f"-> {path}")

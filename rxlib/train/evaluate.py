@@ -11,20 +11,26 @@ import torch
 from torch.utils.data import Dataset
 
 from rxlib.models import RxNet
-from rxlib.train.loop import predict
+from rxlib.train.loop import TrainConfig, predict
 
 #: Columns of the metadata table carried into the predictions table.
 _META = ("site_id", "experiment", "plate", "well", "cell_type", "well_type", "label")
 
 
-def predictions_table(model: RxNet, dataset: Dataset, *, batch_size: int = 64, device: str = "cpu") -> pd.DataFrame:
+def predictions_table(model: RxNet, dataset: Dataset, *, batch_size: int = 64, device: str | None = None,
+                      num_workers: int = 0, amp_dtype: str | None = None, channels_last: bool = False) -> pd.DataFrame:
     """One row per item of ``dataset`` (which must have a ``table`` attribute, as RxRx1Dataset does):
     its metadata, both heads' predicted class, and the softmax head's top-1 probability and
     probability of the true class.
+
+    The forward passes are :func:`rxlib.train.loop.predict`'s: batched, on ``device`` (None: where the
+    model is), with ``num_workers`` loader workers and the ``amp_dtype`` autocast on CUDA. After
+    training, :func:`held_out_predictions` passes the run's settings.
     """
     if not hasattr(dataset, "table"):
         raise TypeError(f"{type(dataset).__name__} has no 'table' attribute with the metadata of its items")
-    out = predict(model, dataset, batch_size=batch_size, device=device)
+    out = predict(model, dataset, batch_size=batch_size, device=device, num_workers=num_workers,
+                  amp_dtype=amp_dtype, channels_last=channels_last)
     probs = torch.softmax(torch.from_numpy(out["logits"]), dim=1).numpy()
     frame = dataset.table.iloc[out["index"]][[c for c in _META if c in dataset.table.columns]].reset_index(drop=True)
     labels = out["label"]
@@ -34,6 +40,14 @@ def predictions_table(model: RxNet, dataset: Dataset, *, batch_size: int = 64, d
     valid = (labels >= 0) & (labels < probs.shape[1])
     frame["prob_true"] = np.where(valid, probs[np.arange(len(labels)), np.clip(labels, 0, probs.shape[1] - 1)], np.nan)
     return frame
+
+
+def held_out_predictions(model: RxNet, dataset: Dataset, config: TrainConfig) -> pd.DataFrame:
+    """:func:`predictions_table` with a training run's settings: on ``config.device``, with its loader
+    workers, autocast dtype and memory layout, in batches of ``max(64, config.batch_size)``."""
+    return predictions_table(model, dataset, batch_size=max(64, config.batch_size), device=config.device,
+                             num_workers=config.num_workers, amp_dtype=config.amp_dtype,
+                             channels_last=config.channels_last)
 
 
 def accuracy_by_cell_type(predictions: pd.DataFrame) -> pd.DataFrame:

@@ -8,8 +8,9 @@
   (eq. 3), ``loss_arc`` (eq. 6), ``acc_softmax`` and ``acc_arc`` (top-1 of each head), ``n``;
   plus ``seconds``. Training accuracy under CutMix counts ``lam`` for a hit on ``y_a`` and
   ``1 - lam`` for one on ``y_b``; training losses and accuracies are over labelled samples only.
-- ``checkpoints/epoch_NNN.pt`` after every epoch (model, optimiser, scheduler, AMP scaler, RNG
-  states, history, config), written atomically; the newest ``config.keep_checkpoints`` are kept.
+- ``checkpoints/epoch_NNN.pt`` after every epoch (model, optimiser, scheduler, RNG states, history,
+  config; the GradScaler's state in float16 runs only), written atomically; the newest
+  ``config.keep_checkpoints`` are kept.
 - ``model.pt``: the final weights and the config, for :func:`load_trained_model`.
 
 Datasets yield dicts ``{'image': float32 (C, H, W), 'cell_type': float32 (4,), 'label': int64,
@@ -20,8 +21,15 @@ Reproducibility: every random stream of an epoch (shuffling, CutMix, the global 
 augmentation and dropout) is seeded from ``(config.seed, epoch)``, so an epoch does the same thing
 whether or not the run was resumed before it, and a resumed run ends with the same weights as an
 uninterrupted one. On CPU runs are bit-for-bit deterministic for a given thread count; on CUDA,
-cuDNN's algorithm choice may differ slightly. Mixed precision (``amp``) and channels-last memory
-layout are used on CUDA only and ignored on CPU.
+cuDNN's algorithm choice may differ slightly.
+
+Mixed precision: ``config.amp_dtype`` is ``'bfloat16'`` (default), ``'float16'`` or ``'float32'`` (no
+autocast). Training, :func:`evaluate` and :func:`predict` all enter :func:`autocast`, the one place
+that turns the setting into a context. bfloat16 has float32's exponent range and needs no loss
+scaling; a :class:`torch.amp.GradScaler` is created for ``'float16'`` only, and only then does a
+checkpoint hold a ``scaler`` entry. The losses are computed in float32 from the heads' outputs.
+Autocast and channels-last memory layout are used on CUDA only and ignored on the CPU (CPU runs stay
+float32 and bit-for-bit reproducible).
 
 Several processes: run under ``torchrun`` (``torchrun --nproc_per_node N -m rxlib.train --config FILE``)
 and :func:`train` trains with DistributedDataParallel, a sharded training set, metrics summed over the
@@ -36,6 +44,7 @@ number ``t`` of the epoch being trained.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -60,6 +69,8 @@ from rxlib.train.losses import LOSS_MODES, MixedTarget, arc_margin_loss, softmax
 from rxlib.train.pseudo import alpha_schedule, pseudo_labels
 
 CHECKPOINT_FORMAT = 1
+#: Values of ``TrainConfig.amp_dtype`` and the autocast dtype each selects (None: no autocast).
+AMP_DTYPES: dict[str, torch.dtype | None] = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": None}
 #: Config fields that may differ between an interrupted run and its resumption.
 RESUME_MAY_DIFFER = ("device", "num_workers", "keep_checkpoints")
 HISTORY_COLUMNS = (
@@ -95,7 +106,8 @@ class TrainConfig:
         pseudo_t1, pseudo_t2, pseudo_alpha_f: the alpha(t) schedule (epochs, 1-based).
         seed: seeds every random stream.
         device: ``cpu``, ``cuda``, ``cuda:1`` ...
-        amp: float16 autocast + gradient scaling (CUDA only).
+        amp_dtype: autocast dtype on CUDA: ``'bfloat16'`` (default), ``'float16'`` (with a GradScaler) or
+            ``'float32'`` (None is read as ``'float32'``): no autocast. Ignored on the CPU.
         channels_last: channels-last memory format (CUDA only).
         num_workers: DataLoader workers.
         max_batches_per_epoch: cut epochs short (smoke runs); None for full epochs.
@@ -126,7 +138,7 @@ class TrainConfig:
     pseudo_alpha_f: float = 1.0
     seed: int = 0
     device: str = "cpu"
-    amp: bool = True
+    amp_dtype: str = "bfloat16"
     channels_last: bool = True
     num_workers: int = 0
     max_batches_per_epoch: int | None = None
@@ -144,6 +156,10 @@ class TrainConfig:
             raise ValueError(f"cutmix_prob must be in [0, 1], got {self.cutmix_prob}")
         if self.pseudo_label and self.pseudo_t2 <= self.pseudo_t1:
             raise ValueError(f"pseudo_t2 must exceed pseudo_t1, got T1={self.pseudo_t1}, T2={self.pseudo_t2}")
+        if self.amp_dtype is None:
+            self.amp_dtype = "float32"
+        if self.amp_dtype not in AMP_DTYPES:
+            raise ValueError(f"amp_dtype must be one of {sorted(AMP_DTYPES)}, got {self.amp_dtype!r}")
         if isinstance(self.pretrained, os.PathLike):
             self.pretrained = str(self.pretrained)
 
@@ -163,6 +179,38 @@ class TrainResult:
     model_path: Path | None
     completed_epochs: int
     extra: dict = field(default_factory=dict)
+
+
+# --- mixed precision ---------------------------------------------------------------------------
+
+
+def autocast(device: str | torch.device, amp_dtype: str | None) -> contextlib.AbstractContextManager:
+    """The autocast context of every forward pass of training, :func:`evaluate` and :func:`predict`.
+
+    Args:
+        device: where the model runs; autocast is used on CUDA only (a null context elsewhere).
+        amp_dtype: a key of :data:`AMP_DTYPES` (``'float32'`` or None: no autocast).
+
+    Raises:
+        ValueError: unknown ``amp_dtype`` (names it).
+    """
+    key = "float32" if amp_dtype is None else amp_dtype
+    if key not in AMP_DTYPES:
+        raise ValueError(f"amp_dtype must be one of {sorted(AMP_DTYPES)}, got {amp_dtype!r}")
+    dtype = AMP_DTYPES[key]
+    if torch.device(device).type != "cuda" or dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type="cuda", dtype=dtype)
+
+
+def needs_grad_scaler(device: str | torch.device, amp_dtype: str | None) -> bool:
+    """Whether training needs loss scaling: float16 autocast on CUDA only (bfloat16 has float32's range)."""
+    return torch.device(device).type == "cuda" and amp_dtype == "float16"
+
+
+def _float_outputs(outputs: dict) -> dict:
+    """The heads' outputs in float32 (autocast leaves them in bfloat16/float16; losses and argmax want float32)."""
+    return {k: v.float() for k, v in outputs.items()}
 
 
 # --- seeding -----------------------------------------------------------------------------------
@@ -240,9 +288,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 def load_trained_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> RxNet:
     """Rebuild a model from ``model.pt`` (or a training checkpoint) written by :func:`train`, in eval mode."""
     state = load_checkpoint(path)
-    config = TrainConfig(**state["config"])
+    config = state["config"]  # only the fields that shape the network: files of older TrainConfigs load too
     model = build_model(
-        config.arch, config.n_classes, embedding_dim=config.embedding_dim, memory_efficient=config.memory_efficient,
+        config["arch"], config["n_classes"], embedding_dim=config["embedding_dim"],
+        memory_efficient=config["memory_efficient"],
         in_channels=state.get("in_channels", 6), n_cell_types=state.get("n_cell_types", 4),
     )
     model.load_state_dict(state["model"])
@@ -340,21 +389,97 @@ def evaluate(model: RxNet, dataset: Dataset, config: TrainConfig, progress: bool
     ctx = distributed.current()
     if ctx is not None:  # disjoint strides, no padding: every item is counted once over the ranks
         dataset = Subset(dataset, distributed.shard_indices(len(dataset), ctx))
-    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers)
+    loader = DataLoader(dataset, batch_size=config.batch_size, shuffle=False, num_workers=config.num_workers,
+                        pin_memory=use_cuda)
     try:
         for batch in tqdm(loader, desc="validate", leave=False, disable=not progress):
             batch = _labelled(batch)
             if batch["label"].numel() == 0:
                 continue
             images, cell_type, labels = _to_device(batch, device, use_cuda and config.channels_last)
-            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_cuda and config.amp):
-                outputs = model(images, cell_type)
+            with autocast(device, config.amp_dtype):
+                outputs = _float_outputs(model(images, cell_type))
             soft, arc = _per_sample_losses(outputs, labels, config)
             objective = _combine(config.loss, soft, arc, config.composite_c)
             meter.add(float(objective.mean()), soft, arc, _hits(outputs["logits"], labels), _hits(outputs["cosine"], labels))
     finally:
         model.train(was_training)
     return meter.reduce().result("val")
+
+
+@dataclass
+class StepResult:
+    """What :func:`train_step` returns: the optimised objective, the labelled items' per-sample losses
+    of both heads, the labelled part of the outputs (float32) and the target (hard or CutMix-mixed)."""
+
+    loss: torch.Tensor
+    soft: torch.Tensor
+    arc: torch.Tensor
+    labelled_outputs: dict
+    target: torch.Tensor | MixedTarget
+
+
+def train_step(model, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler | None, config: TrainConfig,
+               images: torch.Tensor, cell_type: torch.Tensor, labels: torch.Tensor, *, mixing: torch.Generator,
+               unlabelled: dict | None = None, alpha: float = 0.0, where: str = "") -> StepResult | None:
+    """One optimisation step of the loop: CutMix, the unlabelled batch, autocast forward, composite loss
+    (eq. 12, plus eq. 7's pseudo-label term), backward and optimiser step (through ``scaler`` for float16).
+
+    :func:`train` runs every step through this function; ``benchmarks/gpu_check.py`` times it.
+
+    Args:
+        model: the network (or its DDP wrapper), in training mode, on ``config.device``.
+        optimizer, scaler: the run's optimiser and GradScaler (None unless float16 on CUDA).
+        config: the run's :class:`TrainConfig`.
+        images, cell_type, labels: the labelled batch on the device (labels >= 0).
+        mixing: generator of the CutMix draws.
+        unlabelled: a loader batch of unlabelled items (CPU or device), or None.
+        alpha: weight of the pseudo-label term.
+        where: names the step in the error of a non-finite loss.
+
+    Returns:
+        A :class:`StepResult`, or None when the step was skipped (fewer than 2 images, no labelled one,
+        or another rank skipped).
+
+    Raises:
+        FloatingPointError: non-finite loss.
+    """
+    device = images.device
+    n_lab = labels.shape[0]
+    target: torch.Tensor | MixedTarget = labels
+    if config.cutmix and n_lab > 1 and float(torch.rand((), generator=mixing)) < config.cutmix_prob:
+        images, target = cutmix(images, labels, alpha=config.cutmix_alpha, generator=mixing)
+    if unlabelled is not None:
+        images = torch.cat([images, unlabelled["image"].to(device, non_blocking=True)])
+        cell_type = torch.cat([cell_type, unlabelled["cell_type"].to(device, non_blocking=True)])
+    skip = images.shape[0] < 2 or n_lab == 0  # BatchNorm cannot train on a single sample
+    if distributed.current() is not None:  # every rank must take the same steps, or DDP's all-reduce waits forever
+        skip = bool(distributed.all_reduce_sum([float(skip)])[0] > 0)
+    if skip:
+        return None
+    if device.type == "cuda" and config.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with autocast(device, config.amp_dtype):
+        outputs = _float_outputs(model(images, cell_type))
+    lab_out = {k: v[:n_lab] for k, v in outputs.items()}
+    soft, arc = _per_sample_losses(lab_out, target, config)
+    loss = _combine(config.loss, soft, arc, config.composite_c).mean()
+    if unlabelled is not None:  # eq. (7): mean over labelled + alpha(t) * mean over unlabelled
+        unl_out = {k: v[n_lab:] for k, v in outputs.items()}
+        pl = pseudo_labels(unl_out["cosine"] if config.loss == "arc" else unl_out["logits"])
+        u_soft, u_arc = _per_sample_losses(unl_out, pl, config)
+        loss = loss + alpha * _combine(config.loss, u_soft, u_arc, config.composite_c).mean()
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"non-finite loss {float(loss)}" + (f" at {where}" if where else ""))
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        optimizer.step()
+    else:  # float16: scale the loss so that small gradients do not underflow
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+    return StepResult(loss, soft, arc, lab_out, target)
 
 
 def _train_epoch(model, optimizer, scaler, config, train_dataset, unlabelled_dataset, epoch, alpha, progress) -> dict:
@@ -381,38 +506,12 @@ def _train_epoch(model, optimizer, scaler, config, train_dataset, unlabelled_dat
             bar.update(1)
             batch = _labelled(batch)
             images, cell_type, labels = _to_device(batch, device, False)
-            n_lab = labels.shape[0]
-            target: torch.Tensor | MixedTarget = labels
-            if config.cutmix and n_lab > 1 and float(torch.rand((), generator=mixing)) < config.cutmix_prob:
-                images, target = cutmix(images, labels, alpha=config.cutmix_alpha, generator=mixing)
-            if unlabelled is not None:
-                extra = next(unlabelled)
-                images = torch.cat([images, extra["image"].to(device)])
-                cell_type = torch.cat([cell_type, extra["cell_type"].to(device)])
-            skip = images.shape[0] < 2 or n_lab == 0  # BatchNorm cannot train on a single sample
-            if ctx is not None:  # every rank must take the same steps, or DDP's all-reduce waits forever
-                skip = bool(distributed.all_reduce_sum([float(skip)])[0] > 0)
-            if skip:
+            extra = next(unlabelled) if unlabelled is not None else None
+            done = train_step(model, optimizer, scaler, config, images, cell_type, labels, mixing=mixing,
+                              unlabelled=extra, alpha=alpha, where=f"epoch {epoch + 1}, step {step}")
+            if done is None:
                 continue
-            if use_cuda and config.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=use_cuda and config.amp):
-                outputs = model(images, cell_type)
-            lab_out = {k: v[:n_lab] for k, v in outputs.items()}
-            soft, arc = _per_sample_losses(lab_out, target, config)
-            per_sample = _combine(config.loss, soft, arc, config.composite_c)
-            loss = per_sample.mean()
-            if unlabelled is not None:  # eq. (7): mean over labelled + alpha(t) * mean over unlabelled
-                unl_out = {k: v[n_lab:] for k, v in outputs.items()}
-                pl = pseudo_labels(unl_out["cosine"] if config.loss == "arc" else unl_out["logits"])
-                u_soft, u_arc = _per_sample_losses(unl_out, pl, config)
-                loss = loss + alpha * _combine(config.loss, u_soft, u_arc, config.composite_c).mean()
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {float(loss)} at epoch {epoch + 1}, step {step}")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            loss, soft, arc, lab_out, target = done.loss, done.soft, done.arc, done.labelled_outputs, done.target
             meter.add(float(loss.detach()), soft.detach(), arc.detach(),
                       _hits(lab_out["logits"].detach(), target), _hits(lab_out["cosine"].detach(), target))
             bar.set_postfix(loss=f"{float(loss.detach()):.3f}")
@@ -503,7 +602,7 @@ def train(
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.min_lr)
     else:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    scaler = torch.amp.GradScaler("cuda", enabled=use_cuda and config.amp)
+    scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(device, config.amp_dtype) else None
 
     if ctx is None or ctx.is_main:
         _remove_stale_temporaries(out_dir)
@@ -514,7 +613,8 @@ def train(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        if scaler is not None and state.get("scaler"):  # absent unless the run trained in float16
+            scaler.load_state_dict(state["scaler"])
         _set_rng_states(state["rng"])
         start_epoch, records = state["epoch"], list(state["history"])
     net = model  # what the steps run: the model, or its DistributedDataParallel wrapper
@@ -540,12 +640,15 @@ def train(
         checkpoint = checkpoint_path(out_dir, t)
         if not write:
             continue
-        save_checkpoint(checkpoint, {
+        state = {
             "format": CHECKPOINT_FORMAT, "config": config.to_dict(), "epoch": t,
             "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(), "rng": _rng_states(), "history": records,
+            "rng": _rng_states(), "history": records,
             "in_channels": model.in_channels, "n_cell_types": model.n_cell_types,
-        })
+        }
+        if scaler is not None:
+            state["scaler"] = scaler.state_dict()
+        save_checkpoint(checkpoint, state)
         write_csv(out_dir / "history.csv", pd.DataFrame(records, columns=list(HISTORY_COLUMNS)))
         for old in sorted((out_dir / "checkpoints").glob("epoch_[0-9][0-9][0-9].pt"))[:-config.keep_checkpoints]:
             old.unlink()
@@ -565,24 +668,61 @@ def train(
 
 
 @torch.no_grad()
-def predict(model: RxNet, dataset: Dataset, batch_size: int = 32, device: str | torch.device = "cpu",
-            num_workers: int = 0, progress: bool = False) -> dict[str, np.ndarray]:
+def predict(model: RxNet, dataset: Dataset, batch_size: int = 32, device: str | torch.device | None = None,
+            num_workers: int = 0, progress: bool = False, *, amp_dtype: str | None = None,
+            channels_last: bool = False) -> dict[str, np.ndarray]:
     """Embeddings and both heads' scores for every item (model in eval mode), e.g. for Figures 7-9.
+
+    Batched through a DataLoader (``pin_memory`` on CUDA) under the same :func:`autocast` as training;
+    the arrays returned are float32 whatever the autocast dtype.
+
+    Args:
+        model: the network; its mode and device are restored afterwards.
+        dataset: items as :class:`rxlib.data.RxRx1Dataset` yields them.
+        batch_size: items per forward pass.
+        device: where to run (``config.device`` after training); None: where the model is. The model
+            is moved there for the call and moved back afterwards.
+        num_workers: DataLoader workers (``config.num_workers``).
+        progress: tqdm bar.
+        amp_dtype: autocast dtype on CUDA (``config.amp_dtype``); None or ``'float32'``: no autocast.
+        channels_last: channels-last images and model on CUDA (``config.channels_last``).
 
     Returns:
         ``{'embedding': (N, D), 'logits': (N, K), 'cosine': (N, K), 'label': (N,), 'index': (N,)}``.
     """
+    home = next(model.parameters()).device
+    device = home if device is None else torch.device(device)
+    use_cuda = device.type == "cuda"
+    to_channels_last = use_cuda and channels_last
+    memory_format = _memory_format(model) if to_channels_last else None
     was_training = model.training
     model.eval()
+    model.to(device)
+    if to_channels_last:
+        model.to(memory_format=torch.channels_last)
     parts: dict[str, list] = {k: [] for k in ("embedding", "logits", "cosine", "label", "index")}
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=use_cuda)
     try:
-        for batch in tqdm(DataLoader(dataset, batch_size=batch_size, num_workers=num_workers),
-                          desc="predict", leave=False, disable=not progress):
-            out = model(batch["image"].to(device), batch["cell_type"].to(device))
+        for batch in tqdm(loader, desc="predict", leave=False, disable=not progress):
+            images, cell_type, _ = _to_device(batch, device, to_channels_last)
+            with autocast(device, amp_dtype):
+                out = model(images, cell_type)
             for key in ("embedding", "logits", "cosine"):
                 parts[key].append(out[key].float().cpu().numpy())
             parts["label"].append(torch.as_tensor(batch["label"]).numpy())
             parts["index"].append(torch.as_tensor(batch["index"]).numpy())
     finally:
         model.train(was_training)
+        model.to(home)
+        if memory_format is not None:
+            model.to(memory_format=memory_format)
     return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def _memory_format(model: torch.nn.Module) -> torch.memory_format | None:
+    """The memory format of the model's first convolution weight (to restore it after :func:`predict`)."""
+    for param in model.parameters():
+        if param.dim() == 4:
+            return torch.channels_last if param.is_contiguous(memory_format=torch.channels_last) \
+                and not param.is_contiguous() else torch.contiguous_format
+    return None

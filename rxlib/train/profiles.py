@@ -44,7 +44,7 @@ PROFILES: dict[str, dict] = {
         "data": {"normalize": "experiment", "augment": True, "in_memory": True},
         "train": {"arch": "tiny_densenet", "n_classes": None, "embedding_dim": 128, "memory_efficient": False,
                   "epochs": 12, "batch_size": 32, "lr": 2e-3, "loss": "composite", "cutmix": False,
-                  "pseudo_label": False, "pseudo_t1": 3, "pseudo_t2": 8, "amp": False, "channels_last": False,
+                  "pseudo_label": False, "pseudo_t1": 3, "pseudo_t2": 8, "amp_dtype": "float32", "channels_last": False,
                   "device": "cpu"},
     },
     "paper": {
@@ -53,7 +53,7 @@ PROFILES: dict[str, dict] = {
                   "epochs": 30, "batch_size": 16, "lr": 1e-3, "loss": "composite", "composite_c": 0.2,
                   "arc_scale": 30.0, "arc_margin": 0.5, "cutmix": True, "cutmix_alpha": 1.0,
                   "pseudo_label": True, "pseudo_t1": 5, "pseudo_t2": 15, "pseudo_alpha_f": 1.0,
-                  "cosine_schedule": True, "amp": True, "channels_last": True, "device": "cuda", "num_workers": 8},
+                  "cosine_schedule": True, "amp_dtype": "bfloat16", "channels_last": True, "device": "cuda", "num_workers": 8},
     },
 }
 

@@ -51,7 +51,7 @@ from rxlib.train.data import HeldOutSplit, held_out_split
 from rxlib.train.evaluate import (
     accuracy_by_cell_type,
     control_confidence,
-    predictions_table,
+    held_out_predictions,
 )
 from rxlib.train.loop import load_trained_model, train
 from rxlib.train.profiles import RunConfig, load_config
@@ -97,7 +97,8 @@ class TrainedModel:
     """A model from the registry with its history and held-out evaluation.
 
     Attributes:
-        model: the trained :class:`~rxlib.models.RxNet`, eval mode, on the CPU.
+        model: the trained :class:`~rxlib.models.RxNet`, eval mode, on the CPU (the held-out predictions
+            were made on the training device before it was moved there).
         config: the resolved :class:`RunConfig`.
         folder: its registry folder.
         history: per-epoch losses and accuracies (``history.csv``).
@@ -231,8 +232,9 @@ def _train_run(config: RunConfig, data_root, folder, progress: bool) -> TrainedM
     train_config = config.train_config()
     result = train(train_config, split.train, split.val, split.unlabelled if train_config.pseudo_label else None,
                    out_dir=folder, resume=True, progress=progress)
+    # predictions on the training device with its autocast; the model handed to notebooks lives on the CPU
+    predictions = held_out_predictions(result.model, split.val, train_config)
     model = result.model.cpu().eval()
-    predictions = predictions_table(model, split.val, batch_size=max(64, train_config.batch_size))
     trained = TrainedModel(model, config, folder, result.history, predictions, True)
     write_csv(folder / "accuracy.csv", trained.accuracy)
     write_csv(folder / "controls.csv", trained.controls)

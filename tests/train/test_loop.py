@@ -123,7 +123,7 @@ def test_bad_configs():
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_amp_channels_last_and_resume(tmp_path, data):
-    config = _config(device="cuda", amp=True, channels_last=True)
+    config = _config(device="cuda", amp_dtype="bfloat16", channels_last=True)
     full = train(config, *data, out_dir=tmp_path / "full", progress=False)
     assert full.history["train_loss"].notna().all()
     train(config, *data, out_dir=tmp_path / "resumed", stop_after_epoch=1, progress=False)

@@ -21,7 +21,7 @@ def test_paper_profile_has_the_papers_settings():
     assert train.arch == "densenet161" and train.loss == "composite"
     assert (train.composite_c, train.arc_scale, train.arc_margin) == (0.2, 30.0, 0.5)
     assert train.cutmix and train.cutmix_alpha == 1.0 and train.pseudo_label and train.cosine_schedule
-    assert train.amp and train.channels_last and train.device == "cuda"
+    assert train.amp_dtype == "bfloat16" and train.channels_last and train.device == "cuda"
 
 
 def test_smoke_profile_is_a_tiny_cpu_baseline():
