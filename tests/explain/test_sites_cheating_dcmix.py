@@ -22,11 +22,9 @@ from rxlib.explain.sites import (
     pick_examples,
     sample_positions,
     site_batch,
-    split_sites,
-    subset_sites,
 )
+from rxlib.data.splits import held_out_split, split_sites
 from rxlib.models import build_model
-from rxlib.train.data import held_out_split
 
 TINY = {"image_size": 32, "n_treatments": 6, "n_junk": 1, "n_positive_controls": 1,
         "experiments": (("HEPG2", 1, 1), ("U2OS", 1, 1)), "n_plates": 1, "n_sites": 1, "calibration_sites": 2}
@@ -68,7 +66,7 @@ def test_split_sites_equal_the_held_out_split(tiny_root):
 
 def test_subset_batch_and_sampling(tiny_root):
     sites = split_sites(tiny_root, "train")
-    part = subset_sites(sites, [2, 0])
+    part = sites.subset([2, 0])
     assert part.table["site_id"].tolist() == sites.table["site_id"].iloc[[2, 0]].tolist()
     assert torch.equal(part[0]["image"], sites[2]["image"])
     batch = site_batch(sites, [0, 1, 2])
@@ -78,7 +76,7 @@ def test_subset_batch_and_sampling(tiny_root):
     assert np.array_equal(chosen, sample_positions(sites.table, 4, seed=1))
     assert len(sample_positions(sites.table, 10_000)) == len(sites)
     with pytest.raises(IndexError):
-        subset_sites(sites, [len(sites)])
+        sites.subset([len(sites)])
 
 
 def test_pick_examples_and_best_group():
