@@ -26,7 +26,7 @@ from rxlib.explain.channels import DCMixNet
 
 
 #: Images per forward pass when scoring a trained network on whole images.
-_EVAL_BATCH = 32
+_EVAL_BATCH = 8
 
 
 class SmallConvNet(nn.Module):
@@ -119,12 +119,14 @@ def train_dcmix_binary(positives: torch.Tensor, negatives: torch.Tensor, *, step
     target = torch.cat([torch.ones(half, dtype=torch.long), torch.zeros(half, dtype=torch.long)])
     model.train()
     for _ in range(steps):
-        pos = positives[torch.randint(len(positives), (half,), generator=gen)]
-        neg = negatives[torch.randint(len(negatives), (half,), generator=gen)]
-        x = torch.cat([pos, neg])
-        if crop is not None and crop < min(x.shape[-2:]):
-            top, left = (int(torch.randint(size - crop + 1, (), generator=gen)) for size in x.shape[-2:])
-            x = x[..., top:top + crop, left:left + crop]
+        pos = torch.randint(len(positives), (half,), generator=gen)
+        neg = torch.randint(len(negatives), (half,), generator=gen)
+        window = (slice(None), slice(None))
+        if crop is not None and crop < min(positives.shape[-2:]):
+            top, left = (int(torch.randint(size - crop + 1, (), generator=gen)) for size in positives.shape[-2:])
+            window = (slice(top, top + crop), slice(left, left + crop))
+        # index and crop in one step: only the windows are copied, never whole images
+        x = torch.cat([positives[(pos, slice(None), *window)], negatives[(neg, slice(None), *window)]])
         if torch.rand((), generator=gen) < 0.5:
             x = x.flip(-1)
         if torch.rand((), generator=gen) < 0.5:
@@ -179,7 +181,7 @@ def dcmix_per_class_streaming(train, classes: Sequence[int], control: int, *, va
     negative-control items (drawn with :func:`class_sample`, fixed for a seed) are read from
     ``train``, a network is trained and its weights kept; then the images are dropped. Memory holds
     ``2 * sites_per_class`` float32 images at a time (at 512x512, 128 per class: 1.6 GB), whatever the
-    number of classes or the size of the splits; held-out items are scored in batches of 32. Where
+    number of classes or the size of the splits; held-out items are scored in batches of 8. Where
     every class and the control have at most ``sites_per_class`` items, all are used and the
     weights equal those of :func:`dcmix_per_class` on the stacked images.
 

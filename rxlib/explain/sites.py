@@ -22,10 +22,17 @@ def site_batch(dataset, positions: Sequence[int] | np.ndarray | None = None) -> 
         positions: item indices (default: all).
     """
     positions = range(len(dataset)) if positions is None else [int(p) for p in positions]
-    items = [dataset[p] for p in positions]
-    if not items:
+    if not len(positions):
         raise ValueError("no positions given")
-    return {key: torch.stack([torch.as_tensor(item[key]) for item in items]) for key in ("image", "cell_type", "label")}
+    out = None
+    for i, p in enumerate(positions):  # filled in place: the batch is held once, not also as a list of items
+        item = dataset[p]
+        if out is None:
+            out = {key: torch.empty((len(positions), *torch.as_tensor(item[key]).shape),
+                                    dtype=torch.as_tensor(item[key]).dtype) for key in ("image", "cell_type", "label")}
+        for key in out:
+            out[key][i] = torch.as_tensor(item[key])
+    return out
 
 
 def sample_positions(table: pd.DataFrame, n: int, *, by: str = "cell_type", seed: int = 0) -> np.ndarray:
