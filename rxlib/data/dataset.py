@@ -68,7 +68,7 @@ class RxRx1Dataset(Dataset):
         store: the :class:`~rxlib.data.store.SiteStore` to read (it may hold more sites than this
             data set, e.g. the whole data root); default: prepared from this data set's rows.
         workers: decoding processes if the store has to be prepared (default: all cores).
-        progress: a progress bar while preparing the store.
+        progress: a tqdm progress bar while the store is prepared (shown only then).
 
     Raises:
         ValueError: an unknown ``normalize`` or ``storage``, or group normalisation from PNGs without
@@ -82,7 +82,7 @@ class RxRx1Dataset(Dataset):
                  sites: Sequence[int] = (1, 2), labelled_only: bool = False, normalize: str = "image",
                  stats: pd.DataFrame | None = None, augment: bool = False, expected_size: int | None = None,
                  storage: str = "png", store: SiteStore | None = None, workers: int | None = None,
-                 progress: bool = False):
+                 progress: bool = True):
         if normalize not in NORMALISATIONS:
             raise ValueError(f"normalize={normalize!r}; expected one of {NORMALISATIONS}")
         if storage not in STORAGES:

@@ -54,7 +54,7 @@ def _metadata_key(root: Path) -> tuple:
 
 
 def root_sites(root: str | Path, *, storage: str = "store", normalize: str = "experiment",
-               workers: int | None = None, progress: bool = False) -> RxRx1Dataset:
+               workers: int | None = None, progress: bool = True) -> RxRx1Dataset:
     """Every site of ``root`` (no augmentation) normalised with the data root's statistics; the
     splits below are :meth:`~rxlib.data.RxRx1Dataset.subset`\\ s of it (cached per process).
 
@@ -87,7 +87,7 @@ def root_sites(root: str | Path, *, storage: str = "store", normalize: str = "ex
 
 def held_out_split(root: str | Path, *, storage: str = "store", augment: bool = True,
                    normalize: str = "experiment", workers: int | None = None,
-                   progress: bool = False) -> HeldOutSplit:
+                   progress: bool = True) -> HeldOutSplit:
     """Train on the ``train`` experiments, validate on the ``test`` experiments of ``root``.
 
     Args:
@@ -98,7 +98,7 @@ def held_out_split(root: str | Path, *, storage: str = "store", augment: bool = 
         augment: random flips and rotations of the ``train`` and ``unlabelled`` items.
         normalize: ``experiment`` (default), ``plate``, ``image`` or ``none``.
         workers: processes decoding the store if it has to be prepared.
-        progress: progress bars while preparing.
+        progress: a progress bar while the store (or, for ``png``, the statistics) is prepared.
 
     Raises:
         ValueError: the data root has no labelled sites in one of the splits.

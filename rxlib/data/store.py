@@ -11,7 +11,7 @@ it). :func:`prepare_store` decodes every site of a metadata table once, in paral
     stats_experiment.csv, stats_plate.csv
                         per-experiment / per-plate, per-channel mean and std
                         (:func:`rxlib.data.stats.normalisation_stats` of the intensities above)
-    chunks/<k>.npy      one per finished chunk of sites (its intensities): the resume record
+    chunks/<a>-<b>.npy  one per finished chunk of rows a..b-1 (its intensities): the resume record
     complete.json       shape, dtype and version; written last, so its presence marks a complete store
 
 ``key`` hashes the data root's path, the stems, each channel file's size and modification time and
@@ -19,7 +19,7 @@ the bytes of ``metadata.csv`` (:func:`store_key`): changed images or metadata gi
 stale store is never read (old folders are left for you to delete; :func:`clear_stores`).
 
 **Resumable.** Sites are decoded in chunks; a chunk's pixels are written into ``sites.u8`` at their
-offset and flushed to disk, and only then is its record ``chunks/<k>.npy`` written (under a temporary
+offset and flushed to disk, and only then is its record ``chunks/<a>-<b>.npy`` written (under a temporary
 name, then renamed). A killed prepare therefore leaves finished chunks, which the next call keeps, and
 at most a few half-written chunks without a record, which it decodes again. Nothing is taken as
 complete before ``complete.json`` exists. One process prepares a store at a time (a lock file).
@@ -263,16 +263,18 @@ def _build(root: Path, table: pd.DataFrame, stems: list[str], target: Path, work
             handle.truncate(nbytes)  # sparse: blocks are allocated as chunks are written
     chunks_dir = target / "chunks"
     chunks_dir.mkdir(exist_ok=True)
-    bounds = [(k, start, min(start + chunk_sites, n)) for k, start in enumerate(range(0, n, chunk_sites))]
-    todo = [b for b in bounds if not (chunks_dir / f"{b[0]:06d}.npy").is_file()]
+    # a record names its rows, so a resume with another chunk size never takes one chunk for another
+    bounds = [(f"{start:09d}-{min(start + chunk_sites, n):09d}", start, min(start + chunk_sites, n))
+              for start in range(0, n, chunk_sites)]
+    todo = [b for b in bounds if not (chunks_dir / f"{b[0]}.npy").is_file()]
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, initial=n - sum(b[2] - b[1] for b in todo), desc="store sites", unit="site")
 
-    def finish(k: int, start: int, stop: int, values: np.ndarray) -> None:
-        with atomic_path(chunks_dir / f"{k:06d}.npy") as tmp:  # the chunk's pixels are on disk: record it
+    def finish(k: str, start: int, stop: int, values: np.ndarray) -> None:
+        with atomic_path(chunks_dir / f"{k}.npy") as tmp:  # the chunk's pixels are on disk: record it
             with open(tmp, "wb") as handle:
                 np.save(handle, values)
         if bar is not None:
@@ -304,7 +306,7 @@ def _build(root: Path, table: pd.DataFrame, stems: list[str], target: Path, work
     finally:
         if bar is not None:
             bar.close()
-    values = np.concatenate([np.load(chunks_dir / f"{k:06d}.npy") for k, _, _ in bounds])
+    values = np.concatenate([np.load(chunks_dir / f"{k}.npy") for k, _, _ in bounds])
     with atomic_path(target / "intensities.npy") as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, values)
