@@ -10,12 +10,13 @@ Measured on a synthetic RxRx1 generated for the run (same PNG encoder as the rea
 - ``store``/``store_loader_wN``: ``RxRx1Dataset(..., storage='store', normalize='experiment')`` (the training
   path of the paper profile: ``os.pread`` of the decoded uint8 site, float32, per-experiment normalisation),
   in this process and through a DataLoader with N workers (batch 8);
-- ``memcpy``: one process copying site-sized buffers (1.5 MB at 512x512): the rate at which the main
-  process of a DataLoader can take batches from its workers at all.
+- ``memcpy``: one process copying float32 site-sized buffers (6.3 MB at 512x512, what a worker hands
+  over): the main process of a DataLoader copies every batch once more (pinning it for the GPU), so this
+  bounds the rate of one training process whatever the number of workers.
 
 Then an extrapolation to a 16-core GPU host at 512x512, against the issue's target of 1,000 sites/s: the
 measured per-worker store rate scaled by pixels ((size / 512)^2: every step is linear in the pixels),
-times 16 workers, capped by the ``memcpy`` rate at 512x512. It assumes the store's pages are in the page
+times 16 workers, capped by the ``memcpy`` rate of float32 sites at 512x512. It assumes the store's pages are in the page
 cache or on a disk that keeps up (a 125,664-site store is 198 GB; NVMe reads 2-7 GB/s, 1,000 sites/s need
 1.6 GB/s), and that the host has no other load; it is an estimate, not a measurement.
 
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import write_results  # noqa: E402
 
 
-def _rate(fn, n: int, repeats: int = 2) -> float:
+def _rate(fn, n: int, repeats: int = 3) -> float:
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -48,7 +49,7 @@ def _rate(fn, n: int, repeats: int = 2) -> float:
 
 
 def _memcpy_rate(site_bytes: int, seconds: float = 0.5) -> float:
-    """Site-sized buffer copies per second in one process (a fresh destination each time, as a batch is)."""
+    """``site_bytes`` buffer copies per second in one process (a fresh destination each time, as a batch is)."""
     source = np.random.default_rng(0).integers(0, 256, site_bytes, dtype=np.uint8)
     copies, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             return lambda: [ds[i] for i in range(len(ds))]
 
         def loader(ds, w):
-            # persistent workers: _rate's best of two passes is a warm epoch, without the workers' start-up
+            # persistent workers: _rate's best of three passes is a warm epoch, without the workers' start-up
             batches = DataLoader(ds, batch_size=8, num_workers=w, persistent_workers=w > 0)
             return lambda: [b for b in batches]
 
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
         rows.append({"what": "store", "workers": 0, "sites_per_s": _rate(items(stored), n)})
         for w in workers:
             rows.append({"what": f"store_loader_w{w}", "workers": w, "sites_per_s": _rate(loader(stored, w), n)})
-        site_bytes = 6 * size * size
+        site_bytes = 6 * size * size * 4  # float32 items cross from the workers to the main process
         rows.append({"what": "memcpy", "workers": 0, "sites_per_s": _memcpy_rate(site_bytes)})
         torch.set_num_threads(threads)
     for row in rows:
@@ -143,7 +144,9 @@ def extrapolate(rows: list[dict], size: int, host_cores: int, target: float = 10
           f"x {host_cores} workers = {per_worker_512 * host_cores:.0f}; one-process copy cap {copy_cap_512:.0f} sites/s "
           f"-> about {estimate:.0f} sites/s, {'meets' if estimate >= target else 'does NOT meet'} the target of "
           f"{target:.0f} sites/s (an estimate: assumes the store is in the page cache or on a disk reading "
-          f">= {target * 6 * 512 * 512 / 1e9:.1f} GB/s, and an otherwise idle host)")
+          f">= {target * 6 * 512 * 512 / 1e9:.1f} GB/s, and an otherwise idle host; the copy cap needs one core "
+          f"copying >= {target * 6 * 512 * 512 * 4 / 1e9:.1f} GB/s of float32, this one copies "
+          f"{by_what['memcpy']['sites_per_s'] * 6 * size * size * 4 / 1e9:.1f} GB/s)")
     return {"what": f"estimate_{host_cores}core_512", "workers": host_cores, "sites_per_s": estimate,
             "image_size": 512, "n_sites": 0, "ratio_to_pillow_floor": float("nan"),
             "per_worker": per_worker_512}
