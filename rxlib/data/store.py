@@ -36,6 +36,10 @@ over an epoch of a 100 GB store looks (and, under cgroup limits, is charged) as 
 ``pread`` copies the 1.5 MB of a 512x512 site into a fresh buffer: the file's pages stay in the page
 cache, shared by all processes and dropped under pressure, and each process holds only its batch.
 
+From the shell, ahead of training (``--workers`` processes; the training run then finds it ready)::
+
+    python -m rxlib.data.store DATA_ROOT --workers 16
+
 Example:
     >>> store = prepare_store(root, read_metadata(root), workers=8)      # doctest: +SKIP
     >>> store.read(0).shape                                             # doctest: +SKIP
@@ -373,5 +377,25 @@ def clear_stores(folder: str | os.PathLike | None = None) -> None:
         shutil.rmtree(folder)
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m rxlib.data.store DATA_ROOT [--workers N]``: prepare the store of every site of a data
+    root (the one :func:`rxlib.data.splits.held_out_split` reads) and print its folder."""
+    import argparse
+
+    from .metadata import read_metadata
+
+    parser = argparse.ArgumentParser(description="Decode the sites of a data root once into the site store.")
+    parser.add_argument("data_root")
+    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    args = parser.parse_args(argv)
+    store = prepare_store(args.data_root, read_metadata(args.data_root), workers=args.workers)
+    print(f"{store.folder}: {store.shape[0]} sites of {store.shape[1]}x{store.shape[2]}x{store.shape[3]}")
+    return 0
+
+
 __all__ = ["SiteStore", "prepare_store", "store_key", "site_intensities", "stores_dir", "clear_stores",
            "CHUNK_SITES"]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

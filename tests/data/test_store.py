@@ -231,3 +231,10 @@ def test_a_killed_prepare_process_resumes(tiny_root, tmp_path):
     resumed = prepare_store(tiny_root, table, workers=1, folder=tmp_path / "killed", progress=False, chunk_sites=3)
     assert resumed.folder == folder
     assert (folder / "sites.u8").read_bytes() == (reference.folder / "sites.u8").read_bytes()
+
+
+def test_prepare_from_the_shell_is_the_store_the_splits_read(tiny_root, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RXLIB_CACHE", str(tmp_path / "cache"))
+    assert store_module.main([str(tiny_root), "--workers", "1"]) == 0
+    folder = capsys.readouterr().out.split(":")[0]
+    assert held_out_split(tiny_root, storage="store").train.store.folder == Path(folder)
