@@ -20,7 +20,7 @@ def test_quick_benchmarks_write_csvs(tmp_path):
         table = pd.read_csv(tmp_path / f"{name}.csv")
         assert len(table) and {"torch"} <= set(table.columns), name
     loading = pd.read_csv(tmp_path / "loading.csv")
-    assert {"pillow_floor", "dataset", "cache", "loader_w1"} <= set(loading["what"])
+    assert {"pillow_floor", "dataset", "store", "store_loader_w1", "loader_w1"} <= set(loading["what"])
     assert {"cpu", "cores", "gpu"} <= set(loading.columns)
     training = pd.read_csv(tmp_path / "training.csv")
     assert "cpu_tiny_densenet_fp32" in set(training["what"])

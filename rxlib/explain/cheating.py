@@ -123,7 +123,8 @@ def cheating_measurements(models: dict[str, object], clean_root: str | Path, cue
         ValueError: the two data sets do not hold the same training sites, or no site carries the cue.
     """
     from rxlib.explain.gradcamo import grad_camo_dataset
-    from rxlib.explain.sites import sample_positions, split_sites, subset_sites
+    from rxlib.data.splits import split_sites
+    from rxlib.explain.sites import sample_positions
     from rxlib.train.evaluate import predictions_table
 
     with_cue = split_sites(cue_root, "train")
@@ -136,7 +137,7 @@ def cheating_measurements(models: dict[str, object], clean_root: str | Path, cue
     keep = drawn.fillna(False).to_numpy(bool).nonzero()[0]
     if len(keep) == 0:
         raise ValueError(f"no training site of {cue_root} carries the cue")
-    with_cue, without_cue = subset_sites(with_cue, keep), subset_sites(without_cue, keep)
+    with_cue, without_cue = with_cue.subset(keep), without_cue.subset(keep)
     cue_positions = sample_positions(with_cue.table, n_sites, seed=seed)
     held_positions = sample_positions(held_out.table, n_sites, seed=seed)
     rows, frames = {}, []

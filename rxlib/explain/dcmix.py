@@ -25,6 +25,10 @@ from torch import nn
 from rxlib.explain.channels import DCMixNet
 
 
+#: Images per forward pass when scoring a trained network on whole images.
+_EVAL_BATCH = 8
+
+
 class SmallConvNet(nn.Module):
     """Three 3x3 convolutions with ReLU and pooling, global average and max pooling, a linear head.
 
@@ -49,11 +53,31 @@ class SmallConvNet(nn.Module):
         return self.head(torch.cat([maps.mean(dim=(2, 3)), maps.amax(dim=(2, 3))], dim=1))
 
 
-def normalised_images(dataset) -> tuple[torch.Tensor, np.ndarray]:
-    """Every item of a data set as one float tensor ``(N, C, H, W)`` (as the models see them) and the labels."""
-    images = torch.stack([dataset[i]["image"] for i in range(len(dataset))])
-    labels = np.array([int(dataset[i]["label"]) for i in range(len(dataset))])
-    return images, labels
+def normalised_images(dataset, positions: Sequence[int] | np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    """Items of a data set as one float tensor ``(n, C, H, W)`` (as the models see them) and their labels.
+
+    Args:
+        dataset: items with ``image`` and ``label``.
+        positions: the items to read (default: all of them; only for small data sets, since the
+            result holds every image as float32).
+    """
+    positions = range(len(dataset)) if positions is None else [int(p) for p in positions]
+    items = [dataset[p] for p in positions]
+    if not items:
+        raise ValueError("no items to read")
+    return torch.stack([item["image"] for item in items]), np.array([int(item["label"]) for item in items])
+
+
+def class_sample(labels: Sequence[int] | np.ndarray, cid: int, n: int, seed: int = 0) -> np.ndarray:
+    """Up to ``n`` positions of the items of class ``cid`` (all when it has at most ``n``), sorted.
+
+    Deterministic for a seed; the draw for one class does not depend on the other classes.
+    """
+    positions = np.flatnonzero(np.asarray(labels) == cid)
+    if len(positions) <= n:
+        return positions
+    rng = np.random.default_rng([seed, int(cid) + 1])
+    return np.sort(rng.choice(positions, size=n, replace=False))
 
 
 def train_dcmix_binary(positives: torch.Tensor, negatives: torch.Tensor, *, steps: int = 100,
@@ -95,12 +119,14 @@ def train_dcmix_binary(positives: torch.Tensor, negatives: torch.Tensor, *, step
     target = torch.cat([torch.ones(half, dtype=torch.long), torch.zeros(half, dtype=torch.long)])
     model.train()
     for _ in range(steps):
-        pos = positives[torch.randint(len(positives), (half,), generator=gen)]
-        neg = negatives[torch.randint(len(negatives), (half,), generator=gen)]
-        x = torch.cat([pos, neg])
-        if crop is not None and crop < min(x.shape[-2:]):
-            top, left = (int(torch.randint(size - crop + 1, (), generator=gen)) for size in x.shape[-2:])
-            x = x[..., top:top + crop, left:left + crop]
+        pos = torch.randint(len(positives), (half,), generator=gen)
+        neg = torch.randint(len(negatives), (half,), generator=gen)
+        window = (slice(None), slice(None))
+        if crop is not None and crop < min(positives.shape[-2:]):
+            top, left = (int(torch.randint(size - crop + 1, (), generator=gen)) for size in positives.shape[-2:])
+            window = (slice(top, top + crop), slice(left, left + crop))
+        # index and crop in one step: only the windows are copied, never whole images
+        x = torch.cat([positives[(pos, slice(None), *window)], negatives[(neg, slice(None), *window)]])
         if torch.rand((), generator=gen) < 0.5:
             x = x.flip(-1)
         if torch.rand((), generator=gen) < 0.5:
@@ -147,24 +173,90 @@ def dcmix_per_class(images: torch.Tensor, labels: Sequence[int] | np.ndarray, cl
     return pd.DataFrame(rows).set_index("class_id")
 
 
+def dcmix_per_class_streaming(train, classes: Sequence[int], control: int, *, val=None,
+                              sites_per_class: int = 128, seed: int = 0, **train_kwargs) -> pd.DataFrame:
+    """:func:`dcmix_per_class` reading a bounded sample of each class through data sets.
+
+    For each class in turn, at most ``sites_per_class`` of its training items and as many
+    negative-control items (drawn with :func:`class_sample`, fixed for a seed) are read from
+    ``train``, a network is trained and its weights kept; then the images are dropped. Memory holds
+    ``2 * sites_per_class`` float32 images at a time (at 512x512, 128 per class: 1.6 GB), whatever the
+    number of classes or the size of the splits; held-out items are scored in batches of 8. Where
+    every class and the control have at most ``sites_per_class`` items, all are used and the
+    weights equal those of :func:`dcmix_per_class` on the stacked images.
+
+    Args:
+        train: training items (an :class:`~rxlib.data.RxRx1Dataset`: ``table`` with ``label``).
+        classes, control: as :func:`dcmix_per_class`.
+        val: held-out data set; adds ``val_balanced_accuracy`` (on at most ``sites_per_class`` items
+            of the class and of the control).
+        sites_per_class: the cap per class and per kind.
+        seed: seeds the samples and the training (``train_kwargs['seed']`` overrides the latter).
+    """
+    labels = train.table["label"].to_numpy()
+    negatives, _ = normalised_images(train, class_sample(labels, control, sites_per_class, seed))
+    val_labels = val.table["label"].to_numpy() if val is not None else None
+    val_negatives = class_sample(val_labels, control, sites_per_class, seed) if val is not None else None
+    train_kwargs.setdefault("seed", seed)
+    rows = []
+    for cid in classes:
+        if cid == control:
+            continue
+        chosen = class_sample(labels, cid, sites_per_class, seed)
+        if len(chosen) < 2:
+            continue
+        positives, _ = normalised_images(train, chosen)
+        model = train_dcmix_binary(positives, negatives, **train_kwargs)
+        del positives
+        row = {"class_id": int(cid), **{f"w{i + 1}": float(w) for i, w in enumerate(model.channel_importance())}}
+        if val is not None:
+            held = class_sample(val_labels, cid, sites_per_class, seed)
+            row["val_balanced_accuracy"] = _balanced_accuracy_of_items(model, val, held, val_negatives)
+        rows.append(row)
+    if not rows:
+        raise ValueError("no class had training images besides the control")
+    return pd.DataFrame(rows).set_index("class_id")
+
+
+@torch.no_grad()
+def _balanced_accuracy_of_items(model: nn.Module, dataset, positives: np.ndarray, negatives: np.ndarray,
+                                batch_size: int = _EVAL_BATCH) -> float:
+    """Balanced accuracy on items of ``dataset`` (class 1: ``positives``, 0: ``negatives``), read in batches."""
+    scores = []
+    for value, positions in ((1, positives), (0, negatives)):
+        if len(positions) == 0:
+            return float("nan")
+        hits = 0
+        for start in range(0, len(positions), batch_size):
+            images, _ = normalised_images(dataset, positions[start:start + batch_size])
+            hits += int((model(images).argmax(dim=1) == value).sum())
+        scores.append(hits / len(positions))
+    return float(np.mean(scores))
+
+
 @torch.no_grad()
 def _balanced_accuracy(model: nn.Module, images: torch.Tensor, labels: np.ndarray, cid: int, control: int) -> float:
     scores = []
     for value, kind in ((1, cid), (0, control)):
-        chosen = images[torch.from_numpy(labels == kind)]
+        chosen = torch.from_numpy(np.flatnonzero(labels == kind))
         if len(chosen) == 0:
             return float("nan")
-        scores.append(float((model(chosen).argmax(dim=1) == value).float().mean()))
+        hits = sum(int((model(images[chosen[i:i + _EVAL_BATCH]]).argmax(dim=1) == value).sum())
+                   for i in range(0, len(chosen), _EVAL_BATCH))
+        scores.append(hits / len(chosen))
     return float(np.mean(scores))
 
 
-#: Training settings of :func:`dcmix_for_data_root` (the identity of its cached result).
-DCMIX_SETTINGS: dict = {"steps": 100, "batch_size": 32, "crop": 32, "lr": 3e-3, "mix_lr": 0.05, "width": 8, "seed": 0}
+#: ``sites_per_class`` bounds the images read per class (and per kind: class, control, held-out).
+DCMIX_SETTINGS: dict = {"steps": 100, "batch_size": 32, "crop": 32, "lr": 3e-3, "mix_lr": 0.05, "width": 8, "seed": 0,
+                        "sites_per_class": 128}
 
 
 def dcmix_for_data_root(data_root: str | Path, *, cache: bool = True, **settings) -> pd.DataFrame:
     """Per-class DCMIX weights (:func:`dcmix_per_class`) of a synthetic data set, trained on its
-    training experiments against the negative control, scored on its held-out experiments.
+    training experiments against the negative control, scored on its held-out experiments
+    (:func:`dcmix_per_class_streaming`: at most ``sites_per_class`` sites of each class and of the
+    control are read, through the lazy :func:`rxlib.data.splits.split_sites` data sets).
 
     The result is kept in the model registry (:func:`rxlib.train.registry.cached_table`), so later
     runs on the same data and settings read it back.
@@ -175,7 +267,7 @@ def dcmix_for_data_root(data_root: str | Path, *, cache: bool = True, **settings
         **settings: overrides of :data:`DCMIX_SETTINGS`.
     """
     from rxlib.data import read_metadata
-    from rxlib.explain.sites import split_sites
+    from rxlib.data.splits import split_sites
     from rxlib.train.registry import cached_table
 
     unknown = set(settings) - set(DCMIX_SETTINGS)
@@ -188,9 +280,10 @@ def dcmix_for_data_root(data_root: str | Path, *, cache: bool = True, **settings
         controls = table.loc[table["well_type"] == "negative_control", "label"].unique()
         if len(controls) != 1:
             raise ValueError(f"{data_root}: expected one negative-control class, found {sorted(controls)}")
-        images, labels = normalised_images(split_sites(data_root, "train", table=table))
-        val = normalised_images(split_sites(data_root, "test", table=table))
-        return dcmix_per_class(images, labels, sorted(set(labels.tolist())), int(controls[0]), val=val, **settings)
+        train = split_sites(data_root, "train", table=table)
+        val = split_sites(data_root, "test", table=table)
+        classes = sorted(set(train.table["label"].tolist()))
+        return dcmix_per_class_streaming(train, classes, int(controls[0]), val=val, **settings)
 
     if not cache:
         return compute()

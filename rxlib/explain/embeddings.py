@@ -208,18 +208,29 @@ def figure10_layers(model: nn.Module, layers: Sequence[tuple[int, int]] = FIGURE
     return out
 
 
-def features_of(model: nn.Module, dataset, classes: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def features_of(model: nn.Module, dataset, classes: Sequence[int], *, batch_size: int = 128,
+                device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """Embeddings (the 1024-d feature vectors of Figure 9) of the items of ``dataset`` whose label is in ``classes``.
+
+    With a data set that has a ``table`` and ``subset`` (:class:`rxlib.data.RxRx1Dataset`), only those
+    items are read, batch by batch; only their embeddings are kept.
 
     Returns:
         ``(features (n, D), labels (n,))``.
     """
     from rxlib.train.loop import predict
 
-    out = predict(model, dataset, batch_size=128)
-    keep = np.isin(out["label"], list(classes))
+    classes = [int(c) for c in classes]
+    if hasattr(dataset, "subset") and hasattr(dataset, "table"):
+        positions = np.flatnonzero(np.isin(dataset.table["label"].to_numpy(), classes))
+        if len(positions) == 0:
+            raise ValueError(f"no items of classes {classes} in the data set")
+        out = predict(model, dataset.subset(positions), batch_size=batch_size, device=device)
+        return out["embedding"].astype(np.float64), out["label"]
+    out = predict(model, dataset, batch_size=batch_size, device=device)
+    keep = np.isin(out["label"], classes)
     if not keep.any():
-        raise ValueError(f"no items of classes {list(classes)} in the data set")
+        raise ValueError(f"no items of classes {classes} in the data set")
     return out["embedding"][keep].astype(np.float64), out["label"][keep]
 
 

@@ -239,7 +239,8 @@ def grad_camo_dataset(model, dataset, root: str | Path, positions: Sequence[int]
     Args:
         model: an RxNet (called as ``model(images, cell_type)``).
         dataset: items with ``image``, ``cell_type``, ``label`` and a ``table`` of metadata
-            (:class:`rxlib.train.data.InMemorySites`); images normalised as in training.
+            (:class:`rxlib.data.RxRx1Dataset`, e.g. :func:`rxlib.data.splits.split_sites`); images normalised
+            as in training. Read batch by batch: only ``batch_size`` images and the per-image scores are held.
         root: the synthetic data root holding ``truth/masks`` for these sites.
         positions: items to score (default all); sites without a label (-1) are skipped.
         layer: Grad-CAM layer (dotted path inside ``features``).

@@ -1,78 +1,17 @@
-"""Sites to explain: one split of a data root in memory, batches of its items, and examples to show.
+"""Helpers for explaining sites: batches of a data set's items, samples spread over groups, and the
+examples to show.
 
-The explanation notebooks need images normalised exactly as the models saw them (per experiment and
-channel: per-image normalisation would erase the intensity phenotypes), but often only one split.
-:func:`split_sites` reads just that split; because the train and test experiments are disjoint and the
-statistics are per experiment, its items equal those of :func:`rxlib.train.data.held_out_split`.
+The sites themselves come from :func:`rxlib.data.splits.split_sites` (a lazy
+:class:`~rxlib.data.RxRx1Dataset` normalised as the models saw them); these helpers read only the
+items they are asked for.
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-
-from rxlib.train.data import InMemorySites
-
-_SITES_CACHE: dict = {}
-#: Splits kept in memory per process (a smoke training split is 28 MB).
-_SITES_CACHE_SIZE = 4
-
-
-def split_sites(root: str | Path, split: str = "test", *, labelled_only: bool = True,
-                table: pd.DataFrame | None = None) -> InMemorySites:
-    """The sites of one split of ``root`` in memory, normalised per experiment, not augmented.
-
-    Splits read without an explicit ``table`` are cached per process (keyed by the root, its
-    ``metadata.csv`` modification time and the arguments; the last few are kept), so a notebook that
-    asks twice reads the images once. Treat the result as read-only.
-
-    Args:
-        root: data root.
-        split: ``'train'`` or ``'test'`` (the held-out experiments).
-        labelled_only: keep only sites with a label (>= 0).
-        table: the metadata (:func:`rxlib.data.read_metadata`), read if None.
-
-    Raises:
-        ValueError: an unknown split, or no site left.
-    """
-    from rxlib.data import read_metadata
-
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    if table is None:
-        meta = Path(root).resolve() / "metadata.csv"
-        key = (str(meta.parent), meta.stat().st_mtime_ns if meta.is_file() else None, split, labelled_only)
-        if key not in _SITES_CACHE:
-            while len(_SITES_CACHE) >= _SITES_CACHE_SIZE:
-                _SITES_CACHE.pop(next(iter(_SITES_CACHE)))
-            _SITES_CACHE[key] = split_sites(root, split, labelled_only=labelled_only, table=read_metadata(root))
-        return _SITES_CACHE[key]
-    rows = table[table["split"] == split]
-    # statistics from every site of the split's experiments (labelled or not), as held_out_split does
-    sites = InMemorySites(root, rows, augment=False, normalize="experiment")
-    if labelled_only:
-        keep = np.flatnonzero(sites.table["label"].to_numpy() >= 0)
-        if len(keep) == 0:
-            raise ValueError(f"{root}: no labelled sites in the {split} split")
-        sites = subset_sites(sites, keep)
-    return sites
-
-
-def subset_sites(sites: InMemorySites, positions: Sequence[int] | np.ndarray) -> InMemorySites:
-    """The items at ``positions`` of an :class:`InMemorySites`, with the same normalisation statistics."""
-    positions = np.asarray(positions, dtype=np.int64)
-    if positions.size and (positions.min() < 0 or positions.max() >= len(sites)):
-        raise IndexError(f"positions out of range 0..{len(sites) - 1}")
-    out = InMemorySites.__new__(InMemorySites)
-    out.root, out.augment, out.normalize, out.stats = sites.root, sites.augment, sites.normalize, sites.stats
-    out.table = sites.table.iloc[positions].reset_index(drop=True)
-    out.images = sites.images[positions]
-    out._experiment, out._cell, out._label = (sites._experiment[positions], sites._cell[positions],
-                                              sites._label[positions])
-    return out
 
 
 def site_batch(dataset, positions: Sequence[int] | np.ndarray | None = None) -> dict[str, torch.Tensor]:
@@ -83,22 +22,37 @@ def site_batch(dataset, positions: Sequence[int] | np.ndarray | None = None) -> 
         positions: item indices (default: all).
     """
     positions = range(len(dataset)) if positions is None else [int(p) for p in positions]
-    items = [dataset[p] for p in positions]
-    if not items:
+    if not len(positions):
         raise ValueError("no positions given")
-    return {key: torch.stack([torch.as_tensor(item[key]) for item in items]) for key in ("image", "cell_type", "label")}
+    out = None
+    for i, p in enumerate(positions):  # filled in place: the batch is held once, not also as a list of items
+        item = dataset[p]
+        if out is None:
+            out = {key: torch.empty((len(positions), *torch.as_tensor(item[key]).shape),
+                                    dtype=torch.as_tensor(item[key]).dtype) for key in ("image", "cell_type", "label")}
+        for key in out:
+            out[key][i] = torch.as_tensor(item[key])
+    return out
 
 
 def sample_positions(table: pd.DataFrame, n: int, *, by: str = "cell_type", seed: int = 0) -> np.ndarray:
-    """Up to ``n`` row positions of ``table``, spread evenly over the groups of column ``by``, sorted.
+    """At most ``n`` row positions of ``table``, spread evenly over the groups of column ``by``, sorted.
 
-    Deterministic for a seed; all rows when ``n >= len(table)``.
+    Each group gives ``n // groups`` rows (or all it has). With more groups than ``n`` (e.g. ``by='label'``
+    on the 1,139 classes of RxRx1) ``n`` groups are drawn and give one row each, so the sample never
+    exceeds ``n`` sites, whatever the number of classes. Deterministic for a seed; all rows when
+    ``n >= len(table)``.
     """
     if n >= len(table):
         return np.arange(len(table))
+    if n <= 0:
+        return np.arange(0)
     rng = np.random.default_rng(seed)
     groups = [np.flatnonzero(table[by].to_numpy() == g) for g in sorted(table[by].unique())]
-    per_group = max(1, n // len(groups))
+    if len(groups) > n:
+        keep = np.sort(rng.choice(len(groups), size=n, replace=False))
+        return np.sort(np.array([rng.choice(groups[k]) for k in keep], dtype=np.int64))
+    per_group = n // len(groups)
     chosen = [rng.choice(g, size=min(per_group, len(g)), replace=False) for g in groups]
     return np.sort(np.concatenate(chosen))
 

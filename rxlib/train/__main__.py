@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> Path:
     if not distributed.launched_by_torchrun():
         return train_run(config, data_root, out_dir, progress=not args.quiet).folder
 
-    from rxlib.train.data import held_out_split
+    from rxlib.data.splits import held_out_split
     from rxlib.train.evaluate import accuracy_by_cell_type, control_confidence, predictions_table
     from rxlib.train.loop import train
 

@@ -36,19 +36,19 @@ from rxlib.train.loop import RESUME_MAY_DIFFER, TrainConfig
 #: Backbones compared in notebook 02 (DenseNet vs ResNet) per profile.
 BACKBONE_COMPARISON: dict[str, tuple[str, str]] = {"smoke": ("tiny_densenet", "resnet18"), "paper": ("densenet161", "resnet50")}
 
-#: Settings of the data pipeline (see :func:`rxlib.train.data.held_out_split`).
-DATA_DEFAULTS: dict = {"normalize": "experiment", "augment": True, "in_memory": True}
+#: Settings of the data pipeline (see :func:`rxlib.data.splits.held_out_split`).
+DATA_DEFAULTS: dict = {"normalize": "experiment", "augment": True, "storage": "memory"}
 
 PROFILES: dict[str, dict] = {
     "smoke": {
-        "data": {"normalize": "experiment", "augment": True, "in_memory": True},
+        "data": {"normalize": "experiment", "augment": True, "storage": "memory"},
         "train": {"arch": "tiny_densenet", "n_classes": None, "embedding_dim": 128, "memory_efficient": False,
                   "epochs": 12, "batch_size": 32, "lr": 2e-3, "loss": "composite", "cutmix": False,
                   "pseudo_label": False, "pseudo_t1": 3, "pseudo_t2": 8, "amp_dtype": "float32", "channels_last": False,
                   "device": "cpu"},
     },
     "paper": {
-        "data": {"normalize": "experiment", "augment": True, "in_memory": False},
+        "data": {"normalize": "experiment", "augment": True, "storage": "store"},
         "train": {"arch": "densenet161", "n_classes": None, "embedding_dim": 1024, "memory_efficient": True,
                   "epochs": 30, "batch_size": 16, "lr": 1e-3, "loss": "composite", "composite_c": 0.2,
                   "arc_scale": 30.0, "arc_margin": 0.5, "cutmix": True, "cutmix_alpha": 1.0,

@@ -47,7 +47,7 @@ import torch
 from rxlib import config as paths
 from rxlib.io import atomic_path, write_csv
 from rxlib.models import RxNet
-from rxlib.train.data import HeldOutSplit, held_out_split
+from rxlib.data.splits import HeldOutSplit, held_out_split
 from rxlib.train.evaluate import (
     accuracy_by_cell_type,
     control_confidence,

@@ -12,7 +12,9 @@ import torch
 from rxlib.explain import cheating
 from rxlib.explain.dcmix import (
     SmallConvNet,
+    class_sample,
     dcmix_per_class,
+    dcmix_per_class_streaming,
     normalised_images,
     train_dcmix_binary,
 )
@@ -22,11 +24,9 @@ from rxlib.explain.sites import (
     pick_examples,
     sample_positions,
     site_batch,
-    split_sites,
-    subset_sites,
 )
+from rxlib.data.splits import held_out_split, split_sites
 from rxlib.models import build_model
-from rxlib.train.data import held_out_split
 
 TINY = {"image_size": 32, "n_treatments": 6, "n_junk": 1, "n_positive_controls": 1,
         "experiments": (("HEPG2", 1, 1), ("U2OS", 1, 1)), "n_plates": 1, "n_sites": 1, "calibration_sites": 2}
@@ -68,7 +68,7 @@ def test_split_sites_equal_the_held_out_split(tiny_root):
 
 def test_subset_batch_and_sampling(tiny_root):
     sites = split_sites(tiny_root, "train")
-    part = subset_sites(sites, [2, 0])
+    part = sites.subset([2, 0])
     assert part.table["site_id"].tolist() == sites.table["site_id"].iloc[[2, 0]].tolist()
     assert torch.equal(part[0]["image"], sites[2]["image"])
     batch = site_batch(sites, [0, 1, 2])
@@ -78,7 +78,7 @@ def test_subset_batch_and_sampling(tiny_root):
     assert np.array_equal(chosen, sample_positions(sites.table, 4, seed=1))
     assert len(sample_positions(sites.table, 10_000)) == len(sites)
     with pytest.raises(IndexError):
-        subset_sites(sites, [len(sites)])
+        sites.subset([len(sites)])
 
 
 def test_pick_examples_and_best_group():
@@ -175,3 +175,27 @@ def test_small_conv_net_shapes():
 def test_normalised_images(tiny_root):
     images, labels = normalised_images(split_sites(tiny_root, "test"))
     assert images.ndim == 4 and len(images) == len(labels)
+
+
+def test_dcmix_streaming_equals_the_stacked_version_and_caps_the_sample(tiny_root):
+    train, val = split_sites(tiny_root, "train"), split_sites(tiny_root, "test")
+    control = int(train.table.loc[train.table["well_type"] == "negative_control", "label"].iloc[0])
+    classes = sorted(set(train.table["label"]))
+    kw = {"steps": 5, "crop": 16, "width": 4}
+    streamed = dcmix_per_class_streaming(train, classes, control, val=val, sites_per_class=10_000, **kw)
+    images, labels = normalised_images(train)
+    stacked = dcmix_per_class(images, labels, classes, control, val=normalised_images(val), **kw)
+    pd.testing.assert_frame_equal(streamed, stacked)
+    labels = np.repeat([0, 1, 2], [5, 50, 1])
+    chosen = class_sample(labels, 1, 8, seed=3)
+    assert len(chosen) == 8 and set(labels[chosen]) == {1} and np.array_equal(chosen, class_sample(labels, 1, 8, seed=3))
+    assert class_sample(labels, 0, 8).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_sample_positions_never_exceeds_n_with_more_groups_than_n():
+    table = pd.DataFrame({"label": np.repeat(np.arange(50), 3)})
+    chosen = sample_positions(table, 10, by="label", seed=2)
+    assert len(chosen) == 10 and table["label"].iloc[chosen].nunique() == 10
+    assert np.array_equal(chosen, sample_positions(table, 10, by="label", seed=2))
+    few = pd.DataFrame({"label": np.repeat(np.arange(4), 10)})
+    assert len(sample_positions(few, 12, by="label")) == 12  # 3 per group, as before

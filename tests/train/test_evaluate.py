@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from rxlib.models import build_model
-from rxlib.train.data import held_out_split
+from rxlib.data.splits import held_out_split
 from rxlib.train.evaluate import (
     accuracy_by_cell_type,
     back_and_forth,
@@ -66,14 +66,14 @@ def test_stability_verdict_says_both_ways():
 
 
 def test_predictions_on_a_tiny_model(tiny_synth):
-    split = held_out_split(tiny_synth)
+    split = held_out_split(tiny_synth, storage="memory")
     assert set(split.train.table["split"]) == {"train"} and set(split.val.table["split"]) == {"test"}
     assert not set(split.train.table["experiment"]) & set(split.val.table["experiment"])
     torch.manual_seed(0)
     model = build_model("tiny_densenet", int(split.table["label"].max()) + 1, embedding_dim=8, memory_efficient=False)
-    before = split.val.images.copy()
+    before = split.val.raw_images(range(len(split.val)))
     predictions = predictions_table(model, split.val, batch_size=16)
-    assert np.array_equal(before, split.val.images)  # inputs unchanged
+    assert np.array_equal(before, split.val.raw_images(range(len(split.val))))  # inputs unchanged
     assert len(predictions) == len(split.val) and predictions["top1_prob"].between(0, 1).all()
     accuracy = accuracy_by_cell_type(predictions)
     assert set(accuracy["cell_type"]) == {"HEPG2", "U2OS", "all"}
