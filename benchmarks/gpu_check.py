@@ -20,7 +20,7 @@ through :func:`rxlib.train.loop.train_step`, the step :func:`rxlib.train.train` 
   backward pass of the same batch.
 - ``loader``: ``--steps`` (200) steps of the training loop on an RxRx1-sized synthetic subset
   (512x512, generated in the background while the other sections run), read through a DataLoader
-  with workers from the memory-mapped site cache: images/s and the share of step time spent waiting
+  with workers from the uint8 site store: images/s and the share of step time spent waiting
   for the loader.
 
 Writes ``reports/benchmarks/gpu_check.csv`` and ``gpu_check.md`` (a markdown table with the GPU's name)
@@ -103,16 +103,19 @@ def synthetic_overrides(cpu_smoke: bool) -> dict:
     return {**common, "n_plate_groups": 8}
 
 
-def loader_dataset(root: Path, cache_folder: Path):
-    """The training set the loader section reads: the synthetic set's labelled training sites, augmented,
-    per-image normalised, from the memory-mapped uint8 site cache (built here on first use).
-
-    The only place the data layer is constructed: switch it to ``storage='store'`` when the site store
-    lands.
+def loader_dataset(root: Path, store_folder: Path):
+    """The training set the loader section reads, as the paper profile reads it: the synthetic set's
+    labelled training sites, augmented, normalised per experiment, from the uint8 site store (prepared
+    here on first use, into ``store_folder``).
     """
     from rxlib.data import RxRx1Dataset
+    from rxlib.data.metadata import read_metadata
+    from rxlib.data.store import prepare_store
 
-    return RxRx1Dataset(root, split="train", labelled_only=True, normalize="image", augment=True, cache=cache_folder)
+    table = read_metadata(root)
+    store = prepare_store(root, table, folder=store_folder, progress=False)
+    return RxRx1Dataset(root, table, split="train", labelled_only=True, normalize="experiment", augment=True,
+                        storage="store", store=store)
 
 
 # --- measurements ----------------------------------------------------------------------------------
@@ -394,7 +397,7 @@ def measure_gradcam(args, cap_s: float, state: dict) -> list[dict]:
 
 
 def measure_loader(args, cap_s: float, state: dict) -> list[dict]:
-    """``args.steps`` steps of the paper's training step fed by a DataLoader with workers from the site cache."""
+    """``args.steps`` steps of the paper's training step fed by a DataLoader with workers from the site store."""
     from torch.utils.data import DataLoader, RandomSampler
 
     from rxlib.train.loop import _labelled, _to_device
@@ -404,7 +407,7 @@ def measure_loader(args, cap_s: float, state: dict) -> list[dict]:
     root = wait_for_data(state, cap_s * 0.5)
     waited_for_data = time.perf_counter() - started
     build_start = time.perf_counter()
-    dataset = loader_dataset(root, Path(state["data_dir"]) / "site_cache")
+    dataset = loader_dataset(root, Path(state["data_dir"]) / "site_store")
     build_s = time.perf_counter() - build_start
     config = paper_config(args, num_workers=args.workers)
     _reset_peak(device)
@@ -442,12 +445,12 @@ def measure_loader(args, cap_s: float, state: dict) -> list[dict]:
             break
     del it
     note = (f"{len(dataset)} synthetic {args.size}x{args.size} sites (rxlib.synth 'rxrx1' profile, one plate), "
-            f"RxRx1Dataset(cache=...) memory-mapped uint8, augment, {config.num_workers} workers, batch "
-            f"{config.batch_size}{', pin_memory' if device.type == 'cuda' else ''}; amp_dtype={config.amp_dtype}; cache built in {build_s:.1f} s; "
+            f"RxRx1Dataset(storage='store') uint8 site store, augment, {config.num_workers} workers, batch "
+            f"{config.batch_size}{', pin_memory' if device.type == 'cuda' else ''}; amp_dtype={config.amp_dtype}; store prepared in {build_s:.1f} s; "
             f"waited {waited_for_data:.0f} s for the data; {steps} timed steps after 3 warm-up")
     if steps == 0:
-        return [{"section": "loader", "what": "train_loop_from_cache", "status": "failed", "note": note}]
-    row = _throughput_row("train_loop_from_cache", config.batch_size, args.size, steps, total, device, state, note)
+        return [{"section": "loader", "what": "train_loop_from_store", "status": "failed", "note": note}]
+    row = _throughput_row("train_loop_from_store", config.batch_size, args.size, steps, total, device, state, note)
     row.update(section="loader", images_per_s=images_seen / total, loader_wait_share=wait / total,
                status="ok" if steps + 3 >= args.steps else "capped")
     return [row]

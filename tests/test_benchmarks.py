@@ -48,9 +48,9 @@ def test_gpu_check_cpu_smoke_writes_csv_and_markdown(tmp_path):
     whats = set(table["what"])
     assert {"forward_backward", "bf16_channels_last", "fp32", "bf16_channels_last_compiled", "rxlib",
             "forward_backward_floor", "pytorch_grad_cam", "bf16_channels_last_at_max_batch",
-            "train_loop_from_cache"} <= whats
+            "train_loop_from_store"} <= whats
     assert not (table["status"] == "error").any(), table[["section", "what", "note"]].to_string()
-    loader = table[table["what"] == "train_loop_from_cache"].iloc[0]
+    loader = table[table["what"] == "train_loop_from_store"].iloc[0]
     assert 0.0 <= loader["loader_wait_share"] <= 1.0 and loader["images_per_s"] > 0
     assert table.loc[table["section"] == "max_batch", "batch"].iloc[0] >= 4
     markdown = (tmp_path / "gpu_check.md").read_text()

@@ -49,7 +49,7 @@ def run(args: argparse.Namespace) -> Path:
         return train_run(config, data_root, out_dir, progress=not args.quiet).folder
 
     from rxlib.data.splits import held_out_split
-    from rxlib.train.evaluate import accuracy_by_cell_type, control_confidence, predictions_table
+    from rxlib.train.evaluate import accuracy_by_cell_type, control_confidence, held_out_predictions
     from rxlib.train.loop import train
 
     ctx, device = distributed.init_from_env(config.train.get("device", "cpu"))
@@ -70,8 +70,7 @@ def run(args: argparse.Namespace) -> Path:
         result = train(train_config, split.train, split.val, split.unlabelled if train_config.pseudo_label else None,
                        out_dir=out_dir, resume=True, progress=not args.quiet and ctx.is_main)
         if ctx.is_main:
-            model = result.model.cpu().eval()
-            predictions = predictions_table(model, split.val, batch_size=max(64, train_config.batch_size))
+            predictions = held_out_predictions(result.model, split.val, train_config)
             write_csv(out_dir / "accuracy.csv", accuracy_by_cell_type(predictions))
             write_csv(out_dir / "controls.csv", control_confidence(predictions))
             write_csv(out_dir / "predictions.csv", predictions)  # last: its presence marks a complete run
