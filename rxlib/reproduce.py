@@ -39,6 +39,14 @@ from rxlib.io import atomic_path, write_csv
 
 #: Profiles whose data set is the real RxRx1, never generated: a data root must be given.
 NO_AUTOGENERATE_PROFILES: frozenset[str] = frozenset({"rxrx1", "paper"})
+#: The synthetic profile (:data:`rxlib.synth.PROFILES`) generated for a training profile when no data root
+#: is given; a name not listed here is taken as a synthetic profile itself (``cpu``).
+SYNTHETIC_PROFILE: dict[str, str] = {"smoke": "smoke", "paper-mini": "paper-mini"}
+
+
+def synthetic_profile(profile: str) -> str:
+    """The synthetic profile generated for training profile ``profile`` (see :data:`SYNTHETIC_PROFILE`)."""
+    return SYNTHETIC_PROFILE.get(profile, profile)
 #: Columns of ``reports/manifest.csv``.
 MANIFEST_COLUMNS: tuple[str, ...] = ("item", "notebook", "file", "bytes", "sha256")
 #: Columns of ``reports/run_log.csv``.
@@ -217,19 +225,20 @@ def resolve_data_root(
     if profile in NO_AUTOGENERATE_PROFILES:
         raise ValueError(
             f"profile {profile!r} runs on the real RxRx1 data set, which is not generated: pass "
-            "data_root=... (or --data-root, or set RXLIB_DATA) pointing at a local copy of RxRx1"
+            "data_root=... (or --data, or set RXLIB_DATA) pointing at a local copy of RxRx1"
         )
-    root = config.synthetic_root(profile, seed)
+    synth = synthetic_profile(profile)
+    root = config.synthetic_root(synth, seed)
     if (root / "metadata.csv").is_file():
         return root
     if dry_run:
-        log(f"would generate the synthetic data set (profile={profile!r}, seed={seed}) in {root}")
+        log(f"would generate the synthetic data set (profile={synth!r}, seed={seed}) in {root}")
         return root
-    log(f"generating the synthetic data set (profile={profile!r}, seed={seed}) in {root} ...")
+    log(f"generating the synthetic data set (profile={synth!r}, seed={seed}) in {root} ...")
     from rxlib.synth import generate  # lazy: heavy, and only needed on first use
 
     started = time.perf_counter()
-    generate(root, profile=profile, seed=seed, workers=os.cpu_count() or 1)  # same bytes for any worker count
+    generate(root, profile=synth, seed=seed, workers=os.cpu_count() or 1)  # same bytes for any worker count
     if not (root / "metadata.csv").is_file():
         raise ReproduceError(f"rxlib.synth.generate finished but wrote no {root / 'metadata.csv'}")
     log(f"generated in {time.perf_counter() - started:.1f} s")
