@@ -72,10 +72,11 @@ def setup(profile: str = "smoke", data_root: str = "", seed: int = 0, figures_di
             checked here (see :func:`rxlib.train.profiles.settings`); ``rxlib reproduce --set`` fills it.
     """
     from .reproduce import resolve_data_root
-    from .train.profiles import parse_overrides, settings
+    from .train.profiles import PROFILES, parse_overrides, settings
 
     parsed = parse_overrides(overrides)
-    settings(profile, parsed)  # an unknown key or a bad value: one line now, not a traceback in training
+    if profile in PROFILES or parsed:
+        settings(profile, parsed)  # an unknown key or a bad value: one line now, not a traceback in training
 
     root = resolve_data_root(profile, seed, data_root or None)
     real = Path(real_root) if real_root else config.shared_rxrx1_dir() / "kaggle-2023"

@@ -139,7 +139,7 @@ def budget_note(s: Settings) -> str:
     parts = []
     epochs = s.budget.get("comparison_epochs")
     if epochs is not None and epochs != s.train["epochs"]:
-        parts.append(f"{epochs} epochs instead of {s.train['epochs']}")
+        parts.append(f"{epochs} epoch{'' if epochs == 1 else 's'} instead of {s.train['epochs']}")
     steps = s.budget.get("comparison_max_batches")
     if steps is not None and steps != s.train.get("max_batches_per_epoch"):
         parts.append(f"at most {steps} steps per epoch")
@@ -339,6 +339,8 @@ def summarise_synthetic(profile: str, seed: int = 0) -> DataSummary:
     from rxlib.synth.config import PROFILES
     from rxlib.synth.design import build_design
 
+    if profile not in PROFILES:
+        raise ValueError(f"no synthetic profile {profile!r} to plan from (known: {sorted(PROFILES)}); pass a data root")
     cfg = PROFILES[profile]
     tasks = build_design(cfg, seed).tasks
     table = pd.DataFrame({"split": [t.dataset for t in tasks], "label": [t.class_id for t in tasks],

@@ -264,3 +264,22 @@ def test_manifest_marks_the_figures_of_comparison_models():
     reduced = {it.item for it in manifest.PAPER_ITEMS if it.reduced}
     assert {"Figure 6", "Figure 7", "Extra: backbone comparison", "Extra: cheating model"} <= reduced
     assert "Figure 11" not in reduced
+
+
+def test_every_profile_has_an_entry_in_every_per_profile_table():
+    from rxlib.train import profiles
+
+    for table in (profiles.BACKBONE_COMPARISON, profiles.CHEATING_OVERRIDES, profiles.CUE_SYNTH_PROFILE,
+                  profiles.GRADCAM_LAYER, profiles.BUDGETS):
+        assert set(table) == set(profiles.PROFILES)
+
+
+def test_notebook_setup_takes_overrides_as_json(tmp_path):
+    from rxlib.notebook import setup
+
+    with pytest.raises(ValueError, match="train.epoch"):
+        setup("smoke", str(tmp_path), overrides='{"train.epoch": 1}')
+    ctx = setup("smoke", str(tmp_path), overrides='{"train.epochs": 2, "budget.comparison_epochs": 1}')
+    assert ctx.settings().train["epochs"] == 2
+    assert ctx.caption("Figure 6") == "Figure 6 (reduced budget: 1 epoch instead of 2)"
+    assert setup("smoke", str(tmp_path)).caption("Figure 6") == "Figure 6"

@@ -1,7 +1,7 @@
 """Named training profiles and the run configuration files of ``rxlib train --config FILE``.
 
 A :class:`RunConfig` is everything that determines a trained model: the :class:`~rxlib.train.TrainConfig`
-of the loop plus how the data are read (normalisation, augmentation, in memory or streamed). Two
+of the loop plus how the data are read (normalisation, augmentation, in memory or streamed). Three
 profiles:
 
 - ``smoke``: ``tiny_densenet`` on the 64x64 smoke synthetic set, 12 epochs of batch 32 on the CPU
@@ -10,7 +10,15 @@ profiles:
 - ``paper``: DenseNet-161 on 6x512x512 RxRx1 with the paper's settings: composite loss with
   c = 0.2, s = 30, m = 0.5 (eq. 12), CutMix with alpha = 1 (section 3.4), pseudo-labels on the
   test experiments (section 3.3), cosine learning-rate schedule, AMP and channels-last on CUDA.
-  Not stated in the paper, so chosen here: 30 epochs, batch 16, Adam 1e-3.
+  Not stated in the paper, so chosen here: 30 epochs, batch 16, Adam 1e-3. ``pretrained: True``: the
+  paper fine-tunes ImageNet weights, read from the torch cache (never downloaded); ``rxlib reproduce
+  --dry-run`` says whether they are there, a run stops up front if not, and ``--set train.pretrained=false``
+  trains from scratch instead. Its comparison models run on the reduced budget of :data:`BUDGETS`.
+- ``paper-mini``: the paper profile with only the sizes shrunk (1 epoch of 2 steps of batch 4 on the CPU,
+  no ImageNet weights), so that CI runs every notebook along the paper's code path.
+
+:func:`settings` applies ``--set section.key=value`` overrides (``train``, ``data``, ``budget``) to a profile;
+:mod:`rxlib.plan` turns the settings into the models each notebook trains.
 
 Config files are JSON (stdlib only)::
 

@@ -12,8 +12,9 @@
     predictions.csv   the held-out predictions (rxlib.train.evaluate.predictions_table)
 
 A second call with the same config and data loads the model instead of training it again; a call
-interrupted mid-training resumes. Notebooks 02-04 train the smoke models this way, and later notebooks
-get the same models back without training. For example, in notebook 05::
+interrupted mid-training resumes. Notebooks ask for their models by name through :mod:`rxlib.plan`
+(``ctx.models("04")``, ``ctx.model("main")``), which builds the configs and calls :func:`train_or_load`;
+later notebooks get the same models back without training. Called directly::
 
     from rxlib.train.profiles import run_config
     from rxlib.train.registry import train_or_load
