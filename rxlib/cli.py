@@ -44,15 +44,27 @@ def _stats(args: argparse.Namespace) -> int:
 def _reproduce(args: argparse.Namespace) -> int:
     from .reproduce import reproduce
 
+    rates = None
+    if args.gpu_images_per_s is not None:
+        from .plan import ASSUMED_RATES, Rates
+
+        if args.gpu_images_per_s <= 0:
+            raise ValueError(f"--gpu-images-per-s must be positive, got {args.gpu_images_per_s}")
+        ratio = ASSUMED_RATES["infer_images_per_s"] / ASSUMED_RATES["train_images_per_s"]
+        rates = Rates(args.gpu_images_per_s, args.gpu_images_per_s * ratio, "given by --gpu-images-per-s")
     reproduce(profile=args.profile, data_root=Path(args.data) if args.data else None, only=args.only,
-              seed=args.seed, dry_run=args.dry_run, figures_dir=args.figures_dir, reports_dir=args.reports_dir)
+              seed=args.seed, dry_run=args.dry_run, figures_dir=args.figures_dir, reports_dir=args.reports_dir,
+              overrides=args.set or None, rates=rates)
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
     from .train.registry import resolve_run, train_run
 
+    from .train.profiles import check_device
+
     config, data_root, out_dir = resolve_run(args.config, args.data, args.out, args.device)
+    check_device(config.train.get("device", "cpu"), hint="--device cpu")
     start = time.perf_counter()
     result = train_run(config, data_root, out_dir, progress=not args.quiet)
     overall = result.accuracy.set_index("cell_type").loc["all"]
@@ -100,14 +112,28 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Execute the notebooks in order with papermill; executed notebooks and HTML "
                                      "go to reports/, figures (PNG and PDF) to figures/, and reports/manifest.csv "
                                      "maps each paper item to its files. Without --data, the synthetic data set "
-                                     "of the profile is generated once and used.")
-    rep.add_argument("--profile", default="smoke", help="smoke (CPU, minutes) or paper (GPU)")
+                                     "of the profile is generated once and used. --dry-run prints the plan: every "
+                                     "model each notebook trains or reuses (architecture, epochs, images per "
+                                     "epoch, budget), every pass over the data, estimated GPU-hours per notebook "
+                                     "and in total, preparation CPU-hours and disk, peak host RAM, and whether "
+                                     "the ImageNet weights are in the torch cache. Example: rxlib reproduce "
+                                     "--profile paper --data /data/rxrx1 --dry-run --set budget.comparison_epochs=5")
+    rep.add_argument("--profile", default="smoke",
+                     help="smoke (CPU, minutes), paper-mini (the paper's code path at toy size, CPU) or paper (GPU)")
     rep.add_argument("--data", default=None, help="data root (default: the embedded synthetic data set)")
     rep.add_argument("--only", action="append", default=None, help="run only this notebook, e.g. 01_dataset_stats (repeatable)")
     rep.add_argument("--seed", type=int, default=0)
     rep.add_argument("--figures-dir", default=None, help="figures folder (default <repo>/figures)")
     rep.add_argument("--reports-dir", default=None, help="reports folder (default <repo>/reports)")
-    rep.add_argument("--dry-run", action="store_true", help="print what would run, touch nothing")
+    rep.add_argument("--dry-run", action="store_true",
+                     help="print what would run and the plan with its costs (GPU-hours, RAM, weights); touch nothing")
+    rep.add_argument("--set", action="append", default=None, metavar="KEY=VALUE",
+                     help="change a setting of the profile, e.g. train.epochs=10, train.device=cpu, "
+                          "budget.comparison_epochs=2, budget.comparison_plates=[1], data.augment=false "
+                          "(repeatable; values are JSON, else text)")
+    rep.add_argument("--gpu-images-per-s", type=float, default=None,
+                     help="training images/s of DenseNet-161 at 512x512 on one GPU, for the plan (default: "
+                          "reports/benchmarks/gpu_check.csv if present, else the stated assumption)")
     rep.set_defaults(func=_reproduce)
     tr = sub.add_parser("train", help="train one model from a JSON config file (resumes if interrupted)",
                         description="Train the paper's network on the train experiments of a data root and "

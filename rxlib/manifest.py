@@ -80,12 +80,22 @@ class PaperItem:
         notebook: The notebook stem that regenerates it, for example ``"01_dataset_stats"``.
         outputs: Output stems under the figures folder (see the module docstring for the extensions).
         description: One line saying what it shows.
+        reduced: Whether it shows comparison models, trained on the reduced comparison budget of
+            :mod:`rxlib.plan` (the figure's caption and ``rxlib reproduce --dry-run`` name the reduction).
     """
 
     item: str
     notebook: str
     outputs: tuple[str, ...]
     description: str
+    reduced: bool = False
+
+    @property
+    def full_description(self) -> str:
+        """The description, with the budget note of a figure of comparison models."""
+        if not self.reduced:
+            return self.description
+        return self.description + " Comparison models on the reduced budget (named in the caption and the plan)."
 
     def __post_init__(self) -> None:
         if not self.outputs:
@@ -125,24 +135,24 @@ PAPER_ITEMS: tuple[PaperItem, ...] = (
               "Architecture of the six-channel DenseNet-161: operation and output shape per stage."),
     PaperItem("Extra: backbone comparison", "02_backbone",
               ("backbone_comparison", "table_backbone_comparison"),
-              "ResNet versus DenseNet backbones: validation accuracy over training and final scores."),
+              "ResNet versus DenseNet backbones: validation accuracy over training and final scores.", reduced=True),
     # 03: the losses
     PaperItem("Extra: loss curves", "03_losses", ("loss_curves", "table_loss_comparison"),
-              "Arc-margin loss alone (oscillating) versus the composite arc-margin + softmax loss."),
+              "Arc-margin loss alone (oscillating) versus the composite arc-margin + softmax loss.", reduced=True),
     # 04: pseudo-labelling and CutMix
     PaperItem("Figure 5", "04_pseudo_label_cutmix", ("fig05_cutmix",),
               "CutMix: image x_A, image x_B and the mixed image."),
     PaperItem("Figure 6", "04_pseudo_label_cutmix", ("fig06_pl_cm_cd",),
-              "Training and validation curves with pseudo-labelling, CutMix and cosine decay (PL+CM+CD)."),
+              "Training and validation curves with pseudo-labelling, CutMix and cosine decay (PL+CM+CD).", reduced=True),
     PaperItem("Extra: ablation", "04_pseudo_label_cutmix", ("table_ablation_pl_cm_cd",),
-              "Ablation of pseudo-labelling, CutMix and cosine decay: final accuracy of each combination."),
+              "Ablation of pseudo-labelling, CutMix and cosine decay: final accuracy of each combination.", reduced=True),
     # 05: embeddings
     PaperItem("Figure 7", "05_embeddings_tsne", ("fig07_arcmargin_templates_tsne",),
-              "t-SNE of the arc-margin template vectors, without and with pseudo-labelling."),
+              "t-SNE of the arc-margin template vectors, without and with pseudo-labelling.", reduced=True),
     PaperItem("Figure 8", "05_embeddings_tsne", ("fig08_softmax_templates_tsne",),
-              "t-SNE of the softmax template vectors, without and with pseudo-labelling (junk classes marked)."),
+              "t-SNE of the softmax template vectors, without and with pseudo-labelling (junk classes marked).", reduced=True),
     PaperItem("Figure 9", "05_embeddings_tsne", ("fig09_features_tsne",),
-              "t-SNE of feature vectors of the most frequent classes, without and with pseudo-labelling."),
+              "t-SNE of feature vectors of the most frequent classes, without and with pseudo-labelling.", reduced=True),
     # 06: filters
     PaperItem("Figure 10", "06_conv_filters", ("fig10_conv_filters",),
               "1x1 convolution filters of DB(1),DL(6) and DB(2),DL(2) over input channels."),
@@ -153,7 +163,7 @@ PAPER_ITEMS: tuple[PaperItem, ...] = (
               "Grad-CAMO: share of Grad-CAM attention on cells versus background, per cell type."),
     PaperItem("Extra: cheating model", "07_gradcam", ("cheating_model_gradcam", "table_cheating_model"),
               "A model trained with a planted spurious cue: accuracy with and without the cue, and Grad-CAM "
-              "showing attention on the cue."),
+              "showing attention on the cue.", reduced=True),
     # 08: channel attention
     PaperItem("Figure 12", "08_channel_attention", ("fig12_channel_attention",),
               "Attention versus channel for DenseBlock 4, DenseLayer 24."),
@@ -202,5 +212,5 @@ def markdown_table(items: Sequence[PaperItem] = PAPER_ITEMS) -> str:
     ]
     for it in items:
         files = ", ".join(f"`{name}`" for name in it.files)
-        lines.append(f"| {it.item} | `notebooks/{it.notebook}.ipynb` | {files} | {it.description} |")
+        lines.append(f"| {it.item} | `notebooks/{it.notebook}.ipynb` | {files} | {it.full_description} |")
     return "\n".join(lines) + "\n"

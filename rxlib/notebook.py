@@ -5,7 +5,7 @@ folders); papermill overrides them. ``setup`` turns them into a :class:`Notebook
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import config
@@ -26,10 +26,41 @@ class NotebookContext:
     reports_dir: Path
     real_root: Path | None
     synthetic: bool
+    overrides: dict = field(default_factory=dict)
+
+    def settings(self):
+        """The profile's settings with this run's overrides (:func:`rxlib.train.profiles.settings`)."""
+        from .train.profiles import settings
+
+        return settings(self.profile, self.overrides)
+
+    def model(self, name: str, *, progress: bool = False):
+        """Model ``name`` of :data:`rxlib.plan.MODELS` (``"main"``, ``"cheating"``, ...), trained or loaded."""
+        from .plan import train_model
+
+        return train_model(self.settings(), name, self.data_root, self.seed, progress=progress)
+
+    def models(self, notebook: str, *, progress: bool = False) -> dict:
+        """Every model ``notebook`` (``"04"``) asks for, ``{label: TrainedModel}`` (:func:`rxlib.plan.notebook_models`);
+        the models of a comparison are checked to be different models."""
+        from .plan import notebook_models
+
+        return notebook_models(self.settings(), notebook, self.data_root, self.seed, progress=progress)
+
+    def budget_note(self) -> str:
+        """What the comparison budget leaves out ("" if nothing), for figure captions."""
+        from .plan import budget_note
+
+        return budget_note(self.settings())
+
+    def caption(self, title: str) -> str:
+        """``title`` with the comparison budget appended in parentheses when there is one."""
+        note = self.budget_note()
+        return f"{title} ({note})" if note else title
 
 
 def setup(profile: str = "smoke", data_root: str = "", seed: int = 0, figures_dir: str = "",
-          reports_dir: str = "", real_root: str = "") -> NotebookContext:
+          reports_dir: str = "", real_root: str = "", overrides: str = "") -> NotebookContext:
     """Resolve a notebook's parameters; generate the synthetic data set of the profile if needed.
 
     Args:
@@ -37,8 +68,15 @@ def setup(profile: str = "smoke", data_root: str = "", seed: int = 0, figures_di
             ``profile`` and ``seed`` (generated once, in :func:`rxlib.config.synthetic_root`).
         real_root: the real RxRx1 pieces in the Kaggle 2023 layout; "" means
             ``<shared>/kaggle-2023`` when present, else None.
+        overrides: settings over the profile's as a JSON object (``'{"train.epochs": 2}'``; "" for none),
+            checked here (see :func:`rxlib.train.profiles.settings`); ``rxlib reproduce --set`` fills it.
     """
     from .reproduce import resolve_data_root
+    from .train.profiles import PROFILES, parse_overrides, settings
+
+    parsed = parse_overrides(overrides)
+    if profile in PROFILES or parsed:
+        settings(profile, parsed)  # an unknown key or a bad value: one line now, not a traceback in training
 
     root = resolve_data_root(profile, seed, data_root or None)
     real = Path(real_root) if real_root else config.shared_rxrx1_dir() / "kaggle-2023"
@@ -48,4 +86,5 @@ def setup(profile: str = "smoke", data_root: str = "", seed: int = 0, figures_di
         reports_dir=Path(reports_dir) if reports_dir else config.reports_dir(),
         real_root=real if (real / "train.csv").is_file() else None,
         synthetic=(Path(root) / "truth" / "classes.csv").is_file(),
+        overrides=parsed,
     )

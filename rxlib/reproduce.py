@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import json
 import os
 import re
 import time
@@ -39,6 +40,14 @@ from rxlib.io import atomic_path, write_csv
 
 #: Profiles whose data set is the real RxRx1, never generated: a data root must be given.
 NO_AUTOGENERATE_PROFILES: frozenset[str] = frozenset({"rxrx1", "paper"})
+#: The synthetic profile (:data:`rxlib.synth.PROFILES`) generated for a training profile when no data root
+#: is given; a name not listed here is taken as a synthetic profile itself (``cpu``).
+SYNTHETIC_PROFILE: dict[str, str] = {"smoke": "smoke", "paper-mini": "paper-mini"}
+
+
+def synthetic_profile(profile: str) -> str:
+    """The synthetic profile generated for training profile ``profile`` (see :data:`SYNTHETIC_PROFILE`)."""
+    return SYNTHETIC_PROFILE.get(profile, profile)
 #: Columns of ``reports/manifest.csv``.
 MANIFEST_COLUMNS: tuple[str, ...] = ("item", "notebook", "file", "bytes", "sha256")
 #: Columns of ``reports/run_log.csv``.
@@ -217,19 +226,20 @@ def resolve_data_root(
     if profile in NO_AUTOGENERATE_PROFILES:
         raise ValueError(
             f"profile {profile!r} runs on the real RxRx1 data set, which is not generated: pass "
-            "data_root=... (or --data-root, or set RXLIB_DATA) pointing at a local copy of RxRx1"
+            "data_root=... (or --data, or set RXLIB_DATA) pointing at a local copy of RxRx1"
         )
-    root = config.synthetic_root(profile, seed)
+    synth = synthetic_profile(profile)
+    root = config.synthetic_root(synth, seed)
     if (root / "metadata.csv").is_file():
         return root
     if dry_run:
-        log(f"would generate the synthetic data set (profile={profile!r}, seed={seed}) in {root}")
+        log(f"would generate the synthetic data set (profile={synth!r}, seed={seed}) in {root}")
         return root
-    log(f"generating the synthetic data set (profile={profile!r}, seed={seed}) in {root} ...")
+    log(f"generating the synthetic data set (profile={synth!r}, seed={seed}) in {root} ...")
     from rxlib.synth import generate  # lazy: heavy, and only needed on first use
 
     started = time.perf_counter()
-    generate(root, profile=profile, seed=seed, workers=os.cpu_count() or 1)  # same bytes for any worker count
+    generate(root, profile=synth, seed=seed, workers=os.cpu_count() or 1)  # same bytes for any worker count
     if not (root / "metadata.csv").is_file():
         raise ReproduceError(f"rxlib.synth.generate finished but wrote no {root / 'metadata.csv'}")
     log(f"generated in {time.perf_counter() - started:.1f} s")
@@ -393,6 +403,8 @@ def reproduce(
     *,
     notebooks_dir: str | Path | None = None,
     items: Sequence[manifest.PaperItem] | None = None,
+    overrides=None,
+    rates=None,
 ) -> pd.DataFrame:
     """Run the notebooks and return the manifest of the files they wrote.
 
@@ -403,8 +415,9 @@ def reproduce(
         only: A notebook name (``"01_dataset_stats"``, ``"01_dataset_stats.ipynb"`` or ``"01"``) or a list
             of them; None runs all notebooks found.
         seed: Random seed passed to every notebook (and to the data generator).
-        dry_run: Only print what would run (notebooks, parameters, expected outputs); write nothing,
-            generate nothing, start no kernel.
+        dry_run: Only print what would run (notebooks, parameters, expected outputs) and the plan of
+            :mod:`rxlib.plan` (models, passes, GPU-hours, RAM, weights); write nothing, generate nothing,
+            start no kernel.
         figures_dir: Where notebooks write figures and tables; default :func:`rxlib.config.figures_dir`.
         reports_dir: Where executed notebooks, HTML, ``manifest.csv`` and ``run_log.csv`` go; default
             :func:`rxlib.config.reports_dir`.
@@ -413,6 +426,10 @@ def reproduce(
         notebooks_dir: Folder of the source notebooks; default :data:`rxlib.config.NOTEBOOKS_DIR`.
             Also the working directory of each kernel.
         items: The paper items to check outputs against; default :data:`rxlib.manifest.PAPER_ITEMS`.
+        overrides: Settings over the profile's, ``{"train.epochs": 10, "budget.comparison_epochs": 2}`` or
+            ``["train.epochs=10", ...]`` (see :func:`rxlib.train.profiles.settings`); checked before anything
+            runs and passed to every notebook as its ``overrides`` parameter (a JSON string).
+        rates: :class:`rxlib.plan.Rates` for the dry-run plan (default: measured, else assumed).
 
     Returns:
         The manifest (columns of :data:`MANIFEST_COLUMNS`) as written to ``reports/manifest.csv``: this
@@ -425,8 +442,16 @@ def reproduce(
             (checked for all selected notebooks before any runs).
         NotebookExecutionError: a notebook failed; names the notebook, the cell and the exception.
         MissingOutputsError: a notebook did not write all the files the manifest declares for it.
-        FileNotFoundError, ValueError: see :func:`resolve_data_root`.
+        FileNotFoundError, ValueError: see :func:`resolve_data_root`; also an unknown setting or bad value
+            in ``overrides`` and, before a real run, a CUDA device on a machine without one or missing
+            ImageNet weights (one line naming the setting and the fix).
     """
+    from rxlib.train.profiles import PROFILES, parse_overrides, settings
+
+    overrides = parse_overrides(overrides)
+    # unknown keys and bad values: one line, before anything runs (a profile that names only a synthetic
+    # data set, e.g. "cpu", has no training settings to check unless some are overridden)
+    run_settings = settings(profile, overrides) if profile in PROFILES or overrides else None
     items = manifest.PAPER_ITEMS if items is None else tuple(items)
     nb_dir = Path(notebooks_dir if notebooks_dir is not None else config.NOTEBOOKS_DIR).expanduser().resolve()
     figs = Path(figures_dir if figures_dir is not None else config.figures_dir()).expanduser().resolve()
@@ -441,6 +466,9 @@ def reproduce(
     root = resolve_data_root(profile, seed, data_root, dry_run=dry_run, log=log)
     parameters = {"profile": profile, "data_root": str(root), "seed": int(seed),
                   "figures_dir": str(figs), "reports_dir": str(reps)}
+    if overrides:
+        parameters["overrides"] = json.dumps(overrides, sort_keys=True)
+    planned = _planned_notebooks(profile, selected) if run_settings is not None else []
     plans = [
         _Plan(source=p, executed=reps / p.name, html=reps / f"{p.stem}.html",
               failed=reps / f"{p.stem}.failed.ipynb")
@@ -449,7 +477,18 @@ def reproduce(
     order = [p.stem for p in available]
 
     if dry_run:
-        return _dry_run(plans, parameters, figs, reps, items, kernel_name, log)
+        result = _dry_run(plans, parameters, figs, reps, items, kernel_name, log)
+        if planned:
+            from rxlib.plan import build_plan, format_plan
+
+            has_data = (root / "metadata.csv").is_file() or any((root / n).is_file() for n in ("train.csv", "test.csv"))
+            plan = build_plan(profile, root if has_data else None, overrides=overrides, seed=seed, notebooks=planned,
+                              rates=rates)
+            log("")
+            log(format_plan(plan))
+        return result
+    if run_settings is not None:
+        preflight(run_settings, planned)
 
     figs.mkdir(parents=True, exist_ok=True)  # notebooks may write into it without creating it
     reps.mkdir(parents=True, exist_ok=True)
@@ -492,6 +531,31 @@ def reproduce(
     log(f"done: {len(plans)} notebook(s) in {time.perf_counter() - total_start:.1f} s; "
         f"manifest in {reps / 'manifest.csv'}")
     return result
+
+
+def _planned_notebooks(profile: str, selected: Sequence[Path]) -> list[str]:
+    """The selected notebooks that :mod:`rxlib.plan` knows (the project's own; not a test's stand-ins)."""
+    from rxlib.plan import notebook_model_names
+
+    known = notebook_model_names(profile)
+    return [p.stem for p in selected if p.stem in known]
+
+
+def preflight(run_settings, notebooks: Sequence[str]) -> None:
+    """Check what would stop a run late, before any notebook starts: the device and the ImageNet weights.
+
+    Raises:
+        ValueError: one line naming the setting and the fix (``--set train.device=cpu``,
+            ``--set train.pretrained=false`` or where to place the weights).
+    """
+    from rxlib.plan import missing_weights, requested_configs
+    from rxlib.train.profiles import check_device
+
+    check_device(run_settings.train.get("device", "cpu"))
+    if notebooks:
+        missing = missing_weights(requested_configs(run_settings.profile, run_settings.overrides, notebooks))
+        if missing:
+            raise ValueError("ImageNet weights missing: " + "; ".join(missing))
 
 
 def _dry_run(plans: Sequence[_Plan], parameters: dict, figs: Path, reps: Path,

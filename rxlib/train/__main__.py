@@ -44,7 +44,10 @@ def run(args: argparse.Namespace) -> Path:
     from rxlib.train import distributed
     from rxlib.train.registry import cpu_threads, data_fingerprint, resolve_run, train_run
 
+    from rxlib.train.profiles import check_device
+
     config, data_root, out_dir = resolve_run(args.config, args.data, args.out, args.device)
+    check_device(config.train.get("device", "cpu"), hint="--device cpu")  # one line, not a CUDA traceback
     if not distributed.launched_by_torchrun():
         return train_run(config, data_root, out_dir, progress=not args.quiet).folder
 

@@ -1,7 +1,7 @@
 """Named training profiles and the run configuration files of ``rxlib train --config FILE``.
 
 A :class:`RunConfig` is everything that determines a trained model: the :class:`~rxlib.train.TrainConfig`
-of the loop plus how the data are read (normalisation, augmentation, in memory or streamed). Two
+of the loop plus how the data are read (normalisation, augmentation, in memory or streamed). Three
 profiles:
 
 - ``smoke``: ``tiny_densenet`` on the 64x64 smoke synthetic set, 12 epochs of batch 32 on the CPU
@@ -10,12 +10,20 @@ profiles:
 - ``paper``: DenseNet-161 on 6x512x512 RxRx1 with the paper's settings: composite loss with
   c = 0.2, s = 30, m = 0.5 (eq. 12), CutMix with alpha = 1 (section 3.4), pseudo-labels on the
   test experiments (section 3.3), cosine learning-rate schedule, AMP and channels-last on CUDA.
-  Not stated in the paper, so chosen here: 30 epochs, batch 16, Adam 1e-3.
+  Not stated in the paper, so chosen here: 30 epochs, batch 16, Adam 1e-3. ``pretrained: True``: the
+  paper fine-tunes ImageNet weights, read from the torch cache (never downloaded); ``rxlib reproduce
+  --dry-run`` says whether they are there, a run stops up front if not, and ``--set train.pretrained=false``
+  trains from scratch instead. Its comparison models run on the reduced budget of :data:`BUDGETS`.
+- ``paper-mini``: the paper profile with only the sizes shrunk (1 epoch of 2 steps of batch 4 on the CPU,
+  no ImageNet weights), so that CI runs every notebook along the paper's code path.
+
+:func:`settings` applies ``--set section.key=value`` overrides (``train``, ``data``, ``budget``) to a profile;
+:mod:`rxlib.plan` turns the settings into the models each notebook trains.
 
 Config files are JSON (stdlib only)::
 
     {"profile": "smoke", "data_root": "/data/syn0", "out_dir": "runs/smoke",
-     "data": {"normalize": "experiment", "augment": true, "in_memory": true},
+     "data": {"normalize": "experiment", "augment": true, "storage": "memory"},
      "train": {"arch": "tiny_densenet", "epochs": 12, "loss": "composite", "cutmix": false, ...}}
 
 ``profile`` names the defaults that the ``data`` and ``train`` entries override; ``train.n_classes``
@@ -34,7 +42,9 @@ from pathlib import Path
 from rxlib.train.loop import RESUME_MAY_DIFFER, TrainConfig
 
 #: Backbones compared in notebook 02 (DenseNet vs ResNet) per profile.
-BACKBONE_COMPARISON: dict[str, tuple[str, str]] = {"smoke": ("tiny_densenet", "resnet18"), "paper": ("densenet161", "resnet50")}
+BACKBONE_COMPARISON: dict[str, tuple[str, str]] = {"smoke": ("tiny_densenet", "resnet18"),
+                                                   "paper-mini": ("densenet161", "resnet50"),
+                                                   "paper": ("densenet161", "resnet50")}
 
 #: Settings of the data pipeline (see :func:`rxlib.data.splits.held_out_split`).
 DATA_DEFAULTS: dict = {"normalize": "experiment", "augment": True, "storage": "memory"}
@@ -53,11 +63,46 @@ PROFILES: dict[str, dict] = {
                   "epochs": 30, "batch_size": 16, "lr": 1e-3, "loss": "composite", "composite_c": 0.2,
                   "arc_scale": 30.0, "arc_margin": 0.5, "cutmix": True, "cutmix_alpha": 1.0,
                   "pseudo_label": True, "pseudo_t1": 5, "pseudo_t2": 15, "pseudo_alpha_f": 1.0,
-                  "cosine_schedule": True, "amp_dtype": "bfloat16", "channels_last": True, "device": "cuda", "num_workers": 8},
+                  "cosine_schedule": True, "amp_dtype": "bfloat16", "channels_last": True, "device": "cuda", "num_workers": 8,
+                  "pretrained": True},
+    },
+    # The paper profile with only the sizes shrunk, so that every notebook runs the paper's code path on
+    # a CPU in CI on the small `paper-mini` synthetic set (64x64: the smallest size at which every
+    # DenseNet-161 stage keeps a 2x2 map): 1 epoch of 2 steps of batch 4, pseudo-labels from the first
+    # epoch (T1 = 0, T2 = 1, so the unlabelled branch runs), no ImageNet weights (CI has none).
+    "paper-mini": {
+        "data": {"normalize": "experiment", "augment": True, "storage": "store"},
+        "train": {"arch": "densenet161", "n_classes": None, "embedding_dim": 1024, "memory_efficient": True,
+                  "epochs": 1, "batch_size": 4, "lr": 1e-3, "loss": "composite", "composite_c": 0.2,
+                  "arc_scale": 30.0, "arc_margin": 0.5, "cutmix": True, "cutmix_alpha": 1.0,
+                  "pseudo_label": True, "pseudo_t1": 0, "pseudo_t2": 1, "pseudo_alpha_f": 1.0,
+                  "cosine_schedule": True, "amp_dtype": "bfloat16", "channels_last": True, "device": "cpu", "num_workers": 2,
+                  "max_batches_per_epoch": 2, "pretrained": False},
     },
 }
 
+#: The budget of the comparison models (rxlib.plan): every model a notebook trains only to compare it
+#: with another (02's ResNet, 03's single losses, 04's ablation, 05's "without pseudo-labels", 07's
+#: cheating model) is trained with these settings instead of the profile's, and so is the profile's
+#: recipe it is compared with, so that a comparison differs in one factor only. The main model (the
+#: profile's recipe at its full budget) is trained once and used by the explanation notebooks 05-08.
+#:
+#: - ``comparison_epochs``: epochs (None: the profile's); the pseudo-label ramp ``pseudo_t1``/``pseudo_t2``
+#:   is scaled by the same factor so that the ramp keeps its place in training.
+#: - ``comparison_max_batches``: steps per epoch (None: full epochs).
+#: - ``comparison_plates``: train and evaluate on these plates of every experiment only (None: all).
+#:   RxRx1 carries a different group of 277 siRNAs on each plate, so plates [1, 2] keep half the sites
+#:   and half the treatment classes (all controls).
+BUDGET_DEFAULTS: dict = {"comparison_epochs": None, "comparison_max_batches": None, "comparison_plates": None}
+BUDGETS: dict[str, dict] = {
+    "smoke": {},  # the smoke models are small enough to compare at full size
+    "paper-mini": {"comparison_max_batches": 1},
+    "paper": {"comparison_epochs": 10, "comparison_plates": [1, 2]},
+}
+
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+#: Data settings that exist only when set (absent, they leave the registry key unchanged).
+OPTIONAL_DATA: dict = {"plates": None}
 
 
 @dataclass
@@ -66,7 +111,9 @@ class RunConfig:
 
     Attributes:
         profile: the profile whose defaults were used.
-        data: ``normalize``, ``augment``, ``in_memory``.
+        data: ``normalize``, ``augment``, ``storage`` (``memory``, ``store`` or ``png``, see
+            :class:`rxlib.data.RxRx1Dataset`); optionally ``plates`` (train and evaluate on these plates
+            only; applied by :func:`rxlib.train.registry.train_run`).
         train: :class:`TrainConfig` keyword arguments (``n_classes`` None until resolved for a data root).
         data_root: the data root ("" for none given; the CLI and notebooks pass one).
         out_dir: output folder of ``rxlib train`` ("" for the model registry's folder).
@@ -79,9 +126,10 @@ class RunConfig:
     out_dir: str = ""
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.data) - set(DATA_DEFAULTS))
+        unknown = sorted(set(self.data) - set(DATA_DEFAULTS) - set(OPTIONAL_DATA))
         if unknown:
-            raise ValueError(f"unknown data settings {unknown}; known: {sorted(DATA_DEFAULTS)}")
+            raise ValueError(f"unknown data settings {unknown}; known: {sorted({*DATA_DEFAULTS, *OPTIONAL_DATA})}")
+        check_plates(self.data.get("plates"))
         unknown = sorted(set(self.train) - _TRAIN_FIELDS)
         if unknown:
             raise ValueError(f"unknown train settings {unknown}; known: {sorted(_TRAIN_FIELDS)}")
@@ -121,7 +169,8 @@ class RunConfig:
         """What determines the trained weights: data settings and loop settings, without the device,
         worker count and checkpoint retention (which :func:`rxlib.train.train` lets differ on resume)."""
         train = {**TrainConfig(n_classes=1).to_dict(), **self.train}
-        return {"data": {**DATA_DEFAULTS, **self.data},
+        data = {k: v for k, v in {**DATA_DEFAULTS, **self.data}.items() if not (k in OPTIONAL_DATA and v is None)}
+        return {"data": data,
                 "train": {k: v for k, v in sorted(train.items()) if k not in RESUME_MAY_DIFFER}}
 
     def config_hash(self) -> str:
@@ -143,6 +192,174 @@ def run_config(profile: str = "smoke", **train_overrides) -> RunConfig:
     base = copy.deepcopy(PROFILES[profile])
     base["train"].update(train_overrides)
     return RunConfig(profile=profile, data=base["data"], train=base["train"])
+
+
+def check_plates(plates) -> list[int] | None:
+    """Validate a ``data.plates`` setting: None or a non-empty list of plate numbers (>= 1)."""
+    if plates is None:
+        return None
+    if (not isinstance(plates, (list, tuple)) or not plates
+            or not all(isinstance(p, int) and not isinstance(p, bool) and p >= 1 for p in plates)):
+        raise ValueError(f"data.plates must be null or a non-empty list of plate numbers, got {plates!r}")
+    return sorted(set(plates))
+
+
+# --------------------------------------------------------------------------------------------------
+# Settings: profile defaults plus ``--set section.key=value`` overrides
+
+#: The sections a ``--set`` key may name.
+SETTING_SECTIONS: tuple[str, ...] = ("train", "data", "budget")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """A profile's settings after overrides: what the notebooks and the plan of a run share.
+
+    Attributes:
+        profile: the training profile.
+        train: :class:`TrainConfig` keyword arguments of the main model.
+        data: data settings of the main model.
+        budget: the comparison budget (keys of :data:`BUDGET_DEFAULTS`).
+        overrides: the ``section.key -> value`` overrides applied (for the record).
+    """
+
+    profile: str
+    train: dict
+    data: dict
+    budget: dict
+    overrides: dict
+
+
+def parse_value(text: str):
+    """A ``--set`` value: JSON if it parses (``10``, ``true``, ``null``, ``[1, 2]``, ``"x"``), else the text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def parse_overrides(items) -> dict:
+    """``['train.epochs=10', 'train.device=cpu']`` -> ``{'train.epochs': 10, 'train.device': 'cpu'}``.
+
+    A mapping is returned as a dict of the same items; a string is read as a JSON object (the form
+    a notebook's ``overrides`` parameter takes; "" for none).
+
+    Raises:
+        ValueError: an item without ``=``, or a string that is not a JSON object (the message names it).
+    """
+    if items is None or items == "":
+        return {}
+    if isinstance(items, str):
+        try:
+            parsed = json.loads(items)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"overrides {items!r} are not a JSON object: {exc}") from None
+        if not isinstance(parsed, dict):
+            raise ValueError(f"overrides {items!r} are not a JSON object of 'section.key': value")
+        return dict(parsed)
+    if isinstance(items, dict):
+        return dict(items)
+    out = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. train.epochs=10")
+        out[key.strip()] = parse_value(value.strip())
+    return out
+
+
+_SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _check_type(key: str, value, annotation: str) -> None:
+    """Raise a one-line ValueError unless ``value`` fits the dataclass field ``annotation`` (a string)."""
+    kinds = [part.strip() for part in str(annotation).split("|")]
+    for kind in kinds:
+        if kind == "None" and value is None:
+            return
+        expected = _SCALARS.get(kind)
+        if expected is None:
+            continue
+        if expected is bool and isinstance(value, bool):
+            return
+        if expected is int and isinstance(value, int) and not isinstance(value, bool):
+            return
+        if expected is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return
+        if expected is str and isinstance(value, str):
+            return
+    raise ValueError(f"bad value for {key}: {value!r} (expected {annotation})")
+
+
+def settings(profile: str, overrides=None) -> Settings:
+    """The settings of ``profile`` with ``overrides`` (see :func:`parse_overrides`) applied and checked.
+
+    Keys are ``train.<TrainConfig field>``, ``data.<data setting>`` or ``budget.<budget setting>``.
+
+    Raises:
+        ValueError: unknown profile, section or key, or a bad value; one line naming the key and value.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown training profile {profile!r}; known: {sorted(PROFILES)}")
+    overrides = parse_overrides(overrides)
+    base = copy.deepcopy(PROFILES[profile])
+    sections = {"train": base["train"], "data": base["data"],
+                "budget": {**BUDGET_DEFAULTS, **copy.deepcopy(BUDGETS.get(profile, {}))}}
+    train_types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+    for key, value in overrides.items():
+        section, _, name = str(key).partition(".")
+        if section not in SETTING_SECTIONS or not name:
+            raise ValueError(f"unknown setting {key!r} (value {value!r}): keys are section.name with section "
+                             f"one of {', '.join(SETTING_SECTIONS)}, e.g. train.epochs")
+        if section == "train":
+            if name not in train_types:
+                raise ValueError(f"unknown setting {key!r} (value {value!r}); known train settings: "
+                                 f"{', '.join(sorted(train_types))}")
+            _check_type(key, value, train_types[name])
+        elif section == "data":
+            known = {*DATA_DEFAULTS, *OPTIONAL_DATA}
+            if name not in known:
+                raise ValueError(f"unknown setting {key!r} (value {value!r}); known data settings: "
+                                 f"{', '.join(sorted(known))}")
+            if name in DATA_DEFAULTS and DATA_DEFAULTS[name] is not None:
+                _check_type(key, value, type(DATA_DEFAULTS[name]).__name__)
+        else:
+            if name not in BUDGET_DEFAULTS:
+                raise ValueError(f"unknown setting {key!r} (value {value!r}); known budget settings: "
+                                 f"{', '.join(sorted(BUDGET_DEFAULTS))}")
+            if name == "comparison_plates":
+                try:
+                    check_plates(value)
+                except ValueError:
+                    raise ValueError(f"bad value for {key}: {value!r} (expected null or a list of plate "
+                                     "numbers, e.g. [1, 2])") from None
+            else:
+                _check_type(key, value, "int | None")
+                if value is not None and value < 1:
+                    raise ValueError(f"bad value for {key}: {value!r} (expected a positive integer or null)")
+        sections[section][name] = value
+    try:
+        RunConfig(profile=profile, data=sections["data"], train=sections["train"])
+    except (TypeError, ValueError) as exc:
+        changed = ", ".join(f"{k}={v!r}" for k, v in overrides.items()) or "none"
+        raise ValueError(f"profile {profile!r} with overrides ({changed}): {exc}") from None
+    return Settings(profile, sections["train"], sections["data"], sections["budget"], overrides)
+
+
+def check_device(device: str, *, hint: str = "--set train.device=cpu") -> None:
+    """Raise a one-line ValueError if ``device`` names a CUDA device and this machine has none.
+
+    Args:
+        device: ``cpu``, ``cuda``, ``cuda:1``, ...
+        hint: how the user switches to the CPU from where they called (the message ends with it).
+    """
+    if not str(device).startswith("cuda"):
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(f"train.device is {device!r} but no CUDA GPU is available on this machine: run on a "
+                         f"GPU machine or pass {hint}")
 
 
 def config_from_dict(raw: dict, source: str = "config") -> RunConfig:
@@ -202,7 +419,7 @@ def save_config(config: RunConfig, path: str | os.PathLike) -> Path:
 #: Training overrides of the cheating model (notebook 07: trained on the spurious-cue twin of the data
 #: set). The cue is learnt within a few epochs, so the smoke profile trains it for half the epochs to
 #: keep the notebooks within their CPU budget.
-CHEATING_OVERRIDES: dict[str, dict] = {"smoke": {"epochs": 6}, "paper": {}}
+CHEATING_OVERRIDES: dict[str, dict] = {"smoke": {"epochs": 6}, "paper-mini": {}, "paper": {}}
 
 #: Data overrides of the cheating model: no flips and rotations, which would scramble the cue (the
 #: orientation of a grating codes the class; a 90-degree turn or a flip changes it), leaving the model
@@ -211,13 +428,14 @@ CHEATING_OVERRIDES: dict[str, dict] = {"smoke": {"epochs": 6}, "paper": {}}
 CHEATING_DATA_OVERRIDES: dict = {"augment": False}
 
 #: The synthetic profile whose spurious-cue twin the cheating model of a training profile is trained on.
-CUE_SYNTH_PROFILE: dict[str, str] = {"smoke": "smoke", "paper": "cpu"}
+CUE_SYNTH_PROFILE: dict[str, str] = {"smoke": "smoke", "paper-mini": "paper-mini", "paper": "cpu"}
 
 #: Grad-CAM layer scored by Grad-CAMO and shown in Figure 11 per profile. The paper's layer is
 #: ``denseblock4`` (16 x 16 for DenseNet-161 at 512 x 512); the tiny DenseNet's ``denseblock4`` is
 #: 2 x 2 at 64 x 64, too coarse to tell cells from background, so the smoke profile uses
 #: ``denseblock2`` (8 x 8).
-GRADCAM_LAYER: dict[str, str] = {"smoke": "denseblock2", "paper": "denseblock4"}
+#: ``paper-mini`` keeps the paper's layer (2 x 2 at 64 x 64): it exists to run the paper's code path.
+GRADCAM_LAYER: dict[str, str] = {"smoke": "denseblock2", "paper-mini": "denseblock4", "paper": "denseblock4"}
 
 
 def cheating_run_config(profile: str = "smoke", **train_overrides) -> RunConfig:

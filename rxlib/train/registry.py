@@ -12,8 +12,9 @@
     predictions.csv   the held-out predictions (rxlib.train.evaluate.predictions_table)
 
 A second call with the same config and data loads the model instead of training it again; a call
-interrupted mid-training resumes. Notebooks 02-04 train the smoke models this way, and later notebooks
-get the same models back without training. For example, in notebook 05::
+interrupted mid-training resumes. Notebooks ask for their models by name through :mod:`rxlib.plan`
+(``ctx.models("04")``, ``ctx.model("main")``), which builds the configs and calls :func:`train_or_load`;
+later notebooks get the same models back without training. Called directly::
 
     from rxlib.train.profiles import run_config
     from rxlib.train.registry import train_or_load
@@ -43,6 +44,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from torch.utils.data import Dataset
 
 from rxlib import config as paths
 from rxlib.io import atomic_path, write_csv
@@ -125,7 +127,46 @@ class TrainedModel:
 
     def split(self) -> HeldOutSplit:
         """The datasets this model was trained and evaluated on (read again; cached per process)."""
-        return held_out_split(self.config.data_root, **self.config.data)
+        return config_split(self.config)
+
+
+class PlateSubset(Dataset):
+    """The items of a site dataset (one with a ``table``) that lie on some plates; ``index`` renumbered.
+
+    The subset of a comparison budget (``data.plates``, see :data:`rxlib.train.profiles.BUDGETS`) is
+    applied here, where the training table is built, so that the data layer needs no notion of it.
+    """
+
+    def __init__(self, dataset: Dataset, plates) -> None:
+        if not hasattr(dataset, "table"):
+            raise TypeError(f"{type(dataset).__name__} has no 'table' attribute to select plates from")
+        keep = dataset.table["plate"].astype(int).isin([int(p) for p in plates]).to_numpy()
+        self.dataset = dataset
+        self.positions = keep.nonzero()[0]
+        self.table = dataset.table.iloc[self.positions].reset_index(drop=True)
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, index: int) -> dict:
+        item = dict(self.dataset[int(self.positions[index])])
+        item["index"] = index
+        return item
+
+
+def config_split(config: RunConfig) -> HeldOutSplit:
+    """The train / held-out / unlabelled datasets of a resolved ``config``, with its ``data.plates``
+    subset applied (after :func:`held_out_split`, which reads the whole data root)."""
+    data = dict(config.data)
+    plates = data.pop("plates", None)
+    split = held_out_split(config.data_root, **data)
+    if plates is None:
+        return split
+    parts = {name: PlateSubset(getattr(split, name), plates) for name in ("train", "val", "unlabelled")}
+    for name in ("train", "val"):
+        if not len(parts[name]):
+            raise ValueError(f"{config.data_root}: no labelled sites on plates {plates} in the {name} split")
+    return HeldOutSplit(parts["train"], parts["val"], parts["unlabelled"], split.table)
 
 
 def find_model(config: RunConfig, data_root: str | os.PathLike) -> Path | None:
@@ -228,7 +269,7 @@ def _train_run(config: RunConfig, data_root, folder, progress: bool) -> TrainedM
     record = {"key": folder.name, "config": config.to_dict(), "data_fingerprint": data_fingerprint(data_root)}
     with atomic_path(folder / "run.json") as tmp:
         Path(tmp).write_text(json.dumps(record, indent=2, default=str) + "\n")
-    split = held_out_split(data_root, **config.data)
+    split = config_split(config)
     train_config = config.train_config()
     result = train(train_config, split.train, split.val, split.unlabelled if train_config.pseudo_label else None,
                    out_dir=folder, resume=True, progress=progress)

@@ -29,7 +29,7 @@ class Random512(Dataset):
 @pytest.mark.slow
 def test_densenet161_paper_config_trains_on_cpu(tmp_path):
     config = run_config("paper", epochs=1, batch_size=2, max_batches_per_epoch=2, device="cpu", num_workers=0,
-                        pseudo_t1=0, pseudo_t2=1)
+                        pseudo_t1=0, pseudo_t2=1, pretrained=False)
     train_config = config.train_config(n_classes=1139)
     assert train_config.arch == "densenet161" and train_config.cutmix and train_config.pseudo_label
     result = train(train_config, Random512(4, 1139), Random512(2, 1139), Random512(4, 1139, unlabelled=True),

@@ -1,0 +1,285 @@
+"""The plan of a run (rxlib.plan): budget, model table, overrides, comparisons, dry run, device errors."""
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+import torch
+
+from rxlib import cli, config, manifest
+from rxlib.plan import (
+    MODELS,
+    Rates,
+    build_plan,
+    check_distinct,
+    format_plan,
+    measured_rates,
+    model_config,
+    notebook_model_names,
+    notebook_models,
+    summarise_data,
+)
+from rxlib.reproduce import reproduce, resolve_data_root, synthetic_profile
+from rxlib.train.profiles import cheating_run_config, run_config, settings
+
+KAGGLE_2019 = config.shared_rxrx1_dir() / "kaggle-2019"
+needs_kaggle = pytest.mark.skipif(not (KAGGLE_2019 / "train.csv").is_file(),
+                                  reason="the Kaggle 2019 RxRx1 metadata is not beside the project")
+
+
+@pytest.fixture(scope="module")
+def kaggle():
+    if not (KAGGLE_2019 / "train.csv").is_file():
+        pytest.skip("the Kaggle 2019 RxRx1 metadata is not beside the project")
+    return summarise_data(KAGGLE_2019)
+
+
+@needs_kaggle
+def test_paper_plan_fits_24_gpu_hours_on_the_full_rxrx1(kaggle):
+    plan = build_plan("paper", data=kaggle)
+    assert kaggle.n_sites == 81_224 + 44_286
+    assert 0 < plan.total_gpu_hours <= 24, format_plan(plan)
+    main = plan.models[plan.models["model"] == "main"]
+    assert (main["action"] == "train").sum() == 1  # trained once, reused everywhere else
+    assert main["epochs"].iloc[0] == 30 and main["images_per_epoch"].iloc[0] == 81_224
+    comparisons = plan.models[plan.models["model"] != "main"]
+    assert (comparisons["budget"] != "full").all() and (comparisons["epochs"] < 30).all()
+    assert plan.prep["disk_gb"] == pytest.approx(kaggle.n_sites * 6 * 512 * 512 / 1e9)
+
+
+@needs_kaggle
+def test_plan_lists_every_notebook_and_every_model_it_requests(kaggle):
+    plan = build_plan("paper", data=kaggle, rates=Rates())
+    assert list(plan.notebooks["notebook"]) == list(manifest.NOTEBOOKS)
+    table = notebook_model_names("paper")
+    expected = [(nb, label, name) for nb, models in table.items() for label, name in models.items()]
+    assert list(plan.models[["notebook", "label", "model"]].itertuples(index=False, name=None)) == expected
+    text = format_plan(plan)
+    for nb in manifest.NOTEBOOKS:
+        assert nb in text
+    assert "total" in text and ("MISSING" in text or "present" in text)
+
+
+def test_notebooks_ask_for_exactly_the_models_of_the_table():
+    """What the notebooks train is what the plan prices: each notebook asks for its models through
+    ctx.models('NN') (the table's entry) or ctx.model(name) for the names the table lists."""
+    table = notebook_model_names("smoke")
+    for path in sorted(config.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb")):
+        source = "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"]
+                           if c["cell_type"] == "code")
+        asked = set()
+        for number in re.findall(r'ctx\.models\("(\d\d)"\)', source):
+            assert path.stem.startswith(number)
+            asked |= set(table[path.stem].values())
+        asked |= set(re.findall(r'ctx\.model\("(\w+)"\)', source))
+        assert asked == set(table[path.stem].values()), path.name
+        assert "train_or_load(" not in source and "run_config(" not in source, path.name
+        assert 'overrides = ""' in source and "overrides" in source.split("setup(", 1)[1].split(")", 1)[0]
+
+
+@needs_kaggle
+def test_overrides_change_the_plan(kaggle):
+    base = build_plan("paper", data=kaggle, rates=Rates())
+    shorter = build_plan("paper", data=kaggle, rates=Rates(),
+                         overrides=["train.epochs=10", "budget.comparison_epochs=2"])
+    main = shorter.models.set_index("model").loc["main"].iloc[0]
+    assert main["epochs"] == 10
+    assert set(shorter.models.loc[shorter.models["model"] != "main", "epochs"]) == {2}
+    assert shorter.total_gpu_hours < base.total_gpu_hours
+    faster = build_plan("paper", data=kaggle, rates=Rates(300.0, 900.0, "test"))
+    assert faster.total_gpu_hours == pytest.approx(base.total_gpu_hours / 2)
+    assert "overrides: train.epochs=10" in format_plan(shorter)
+
+
+@pytest.mark.parametrize("overrides, named", [
+    ({"train.epoch": 3}, "train.epoch"),
+    ({"train.epochs": "abc"}, "train.epochs"),
+    ({"train.epochs": 0}, "epochs"),
+    ({"budget.comparison_epoch": 2}, "budget.comparison_epoch"),
+    ({"budget.comparison_plates": 7}, "budget.comparison_plates"),
+    ({"epochs": 3}, "epochs"),
+    ({"data.augment": "yes"}, "data.augment"),
+    (["train.epochs"], "train.epochs"),
+])
+def test_bad_overrides_are_one_line_naming_the_key(overrides, named):
+    with pytest.raises(ValueError, match=re.escape(named)) as info:
+        settings("paper", overrides)
+    assert "\n" not in str(info.value)
+
+
+def test_overrides_parse_json_values_and_text():
+    s = settings("paper", ["train.epochs=10", "train.device=cpu", "budget.comparison_plates=[1]",
+                           "train.pretrained=false"])
+    assert s.train["epochs"] == 10 and s.train["device"] == "cpu" and s.train["pretrained"] is False
+    assert s.budget["comparison_plates"] == [1]
+    assert settings("smoke", '{"train.lr": 0.01}').train["lr"] == 0.01
+
+
+def test_smoke_models_keep_their_registry_identity():
+    """The smoke profile has no comparison budget: its models are the ones the notebooks trained before."""
+    s = settings("smoke")
+    old = {"main": run_config("smoke"), "reference": run_config("smoke"), "resnet": run_config("smoke", arch="resnet18"),
+           "softmax_only": run_config("smoke", loss="softmax"), "arc_only": run_config("smoke", loss="arc"),
+           "baseline": run_config("smoke"), "cutmix_only": run_config("smoke", cutmix=True),
+           "pl_only": run_config("smoke", pseudo_label=True),
+           "cutmix_pl": run_config("smoke", cutmix=True, pseudo_label=True),
+           "without_pl": run_config("smoke"), "with_pl": run_config("smoke", pseudo_label=True),
+           "cheating": cheating_run_config("smoke")}
+    assert set(old) == set(MODELS)
+    for name, cfg in old.items():
+        assert model_config(s, name).config_hash() == cfg.config_hash(), name
+
+
+@pytest.mark.parametrize("profile", ["smoke", "paper-mini", "paper"])
+def test_comparisons_never_compare_a_model_with_itself(profile):
+    s = settings(profile)
+    for nb, models in notebook_model_names(profile).items():
+        hashes = [model_config(s, name).config_hash() for name in models.values()]
+        if nb != "07_gradcam":  # 07's two models differ by their data set as well
+            assert len(set(hashes)) == len(hashes), (nb, models)
+    # the paper profile already uses pseudo-labels: 05's "without PL" must still switch them off
+    assert model_config(s, "without_pl").train["pseudo_label"] is False
+    assert model_config(s, "with_pl").train["pseudo_label"] is True
+
+
+def test_check_distinct_names_both_labels():
+    check_distinct("02_backbone", {"a": "k1", "b": "k2"})
+    with pytest.raises(ValueError, match=r"02_backbone: 'a' and 'b' are the same model \(registry key k1\)"):
+        check_distinct("02_backbone", {"a": "k1", "b": "k1"})
+
+
+@needs_kaggle
+def test_notebook_models_refuses_a_self_comparison_before_training(monkeypatch):
+    import rxlib.train.registry as registry
+
+    monkeypatch.setattr(registry, "train_or_load", lambda *a, **k: pytest.fail("trained despite the clash"))
+    s = settings("paper", {"train.arch": "resnet50"})  # the recipe's backbone is now the comparison one
+    with pytest.raises(ValueError, match="02_backbone: 'resnet50' and 'resnet50'|02_backbone: .* same model"):
+        notebook_models(s, "02", KAGGLE_2019)
+    keys = {name: registry.model_key(model_config(settings("paper"), name), KAGGLE_2019)
+            for name in ("without_pl", "with_pl")}
+    assert keys["without_pl"] != keys["with_pl"]
+
+
+def test_paper_mini_is_the_paper_recipe_at_toy_size():
+    paper, mini = run_config("paper").train, run_config("paper-mini").train
+    for key in ("arch", "memory_efficient", "loss", "composite_c", "arc_scale", "arc_margin", "cutmix",
+                "pseudo_label", "cosine_schedule", "channels_last", "embedding_dim"):
+        assert mini[key] == paper[key], key
+    assert mini["device"] == "cpu" and mini["epochs"] == 1 and mini["batch_size"] == 4
+    assert mini["max_batches_per_epoch"] == 2 and mini["num_workers"] == 2 and mini["pretrained"] is False
+    assert paper["pretrained"] is True  # the paper fine-tunes ImageNet weights; the plan says if they are here
+    s = settings("paper-mini")
+    assert model_config(s, "reference").train["max_batches_per_epoch"] == 1  # its comparisons are reduced too
+    assert synthetic_profile("paper-mini") == "paper-mini" and synthetic_profile("smoke") == "smoke"
+
+
+def test_paper_mini_plan_from_the_synthetic_design():
+    from rxlib.synth.config import PROFILES as SYNTH
+
+    synth = "paper-mini" if "paper-mini" in SYNTH else "smoke"
+    from rxlib.plan import summarise_synthetic
+
+    plan = build_plan("paper-mini", data=summarise_synthetic(synth), rates=Rates())
+    assert set(plan.models["images_per_epoch"]) <= {4, 8}  # 1 or 2 steps of batch 4
+    assert plan.total_gpu_hours < 0.01
+
+
+def test_measured_rates_read_gpu_check_csv(tmp_path):
+    assert measured_rates(tmp_path / "absent.csv") is None
+    path = tmp_path / "gpu_check.csv"
+    path.write_text("benchmark,images_per_s,device\ndensenet161_train_bf16,210.5,H200\n"
+                    "densenet161_inference_bf16,700,H200\nnote,,\n")
+    rates = measured_rates(path)
+    assert (rates.train_images_per_s, rates.infer_images_per_s) == (210.5, 700.0) and "measured" in rates.source
+    path.write_text("something,else\n1,2\n")
+    assert measured_rates(path) is None
+
+
+def test_plate_subset_renumbers_items():
+    from rxlib.train.registry import PlateSubset
+
+    class Sites(torch.utils.data.Dataset):
+        table = pd.DataFrame({"plate": [1, 2, 3, 1], "site_id": list("abcd")})
+
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, i):
+            return {"index": i, "site": self.table["site_id"][i]}
+
+    subset = PlateSubset(Sites(), [1])
+    assert len(subset) == 2 and list(subset.table["site_id"]) == ["a", "d"]
+    assert subset[1] == {"index": 1, "site": "d"}
+
+
+@needs_kaggle
+def test_dry_run_prints_the_plan_table(tmp_path):
+    lines: list[str] = []
+    reproduce(profile="paper", data_root=KAGGLE_2019, dry_run=True, figures_dir=tmp_path / "f",
+              reports_dir=tmp_path / "r", log=lines.append, overrides=["budget.comparison_epochs=3"])
+    text = "\n".join(lines)
+    assert "GPU-h" in text and re.search(r"^\s+total\s+[\d.]+", text, re.M)
+    assert "overrides: budget.comparison_epochs=3" in text and "ImageNet weights" in text
+    assert not (tmp_path / "f").exists() and not (tmp_path / "r").exists()
+
+
+def test_paper_without_data_names_the_data_flag(monkeypatch):
+    monkeypatch.delenv("RXLIB_DATA", raising=False)
+    with pytest.raises(ValueError, match="--data,"):
+        resolve_data_root("paper", 0)
+
+
+@needs_kaggle
+def test_gpu_less_device_is_one_line_and_exit_2(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    rc = cli.main(["reproduce", "--profile", "paper", "--data", str(KAGGLE_2019),
+                   "--figures-dir", str(tmp_path / "f"), "--reports-dir", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "--set train.device=cpu" in err, err
+    assert not (tmp_path / "r").exists()
+    config_file = tmp_path / "paper.json"
+    config_file.write_text(json.dumps({"profile": "paper", "data_root": str(KAGGLE_2019)}))
+    rc = cli.main(["train", "--config", str(config_file), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "--device cpu" in err, err
+
+
+def test_bad_set_on_the_command_line_is_one_line(capsys):
+    rc = cli.main(["reproduce", "--profile", "paper", "--dry-run", "--set", "train.epoch=3"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "train.epoch" in err and "3" in err
+
+
+def test_reproduce_help_mentions_the_plan(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["reproduce", "--help"])
+    out = capsys.readouterr().out
+    assert "--dry-run" in out and "GPU-hours" in out and "--set" in out
+
+
+def test_manifest_marks_the_figures_of_comparison_models():
+    reduced = {it.item for it in manifest.PAPER_ITEMS if it.reduced}
+    assert {"Figure 6", "Figure 7", "Extra: backbone comparison", "Extra: cheating model"} <= reduced
+    assert "Figure 11" not in reduced
+
+
+def test_every_profile_has_an_entry_in_every_per_profile_table():
+    from rxlib.train import profiles
+
+    for table in (profiles.BACKBONE_COMPARISON, profiles.CHEATING_OVERRIDES, profiles.CUE_SYNTH_PROFILE,
+                  profiles.GRADCAM_LAYER, profiles.BUDGETS):
+        assert set(table) == set(profiles.PROFILES)
+
+
+def test_notebook_setup_takes_overrides_as_json(tmp_path):
+    from rxlib.notebook import setup
+
+    with pytest.raises(ValueError, match="train.epoch"):
+        setup("smoke", str(tmp_path), overrides='{"train.epoch": 1}')
+    ctx = setup("smoke", str(tmp_path), overrides='{"train.epochs": 2, "budget.comparison_epochs": 1}')
+    assert ctx.settings().train["epochs"] == 2
+    assert ctx.caption("Figure 6") == "Figure 6 (reduced budget: 1 epoch instead of 2)"
+    assert setup("smoke", str(tmp_path)).caption("Figure 6") == "Figure 6"
