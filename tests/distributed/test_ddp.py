@@ -11,7 +11,7 @@ relative per operation. Adam amplifies such noise from step to step (a near-zero
 flips moves a weight by a full ``lr``), and the arc-margin loss (s = 30) amplifies small cosine
 differences, so the runs drift apart slowly.
 
-Measured on this machine (2 x 4 vs 1 x 8, 3 epochs of 3 steps, lr 2e-3), relative differences:
+Measured on an Intel Xeon (2 x 4 vs 1 x 8, 3 epochs of 3 steps, lr 2e-3), relative differences:
 
 =====================  ==============  ==================  ===============================
                        epoch 1 train   all epochs, losses  final weights (max abs, params)
@@ -21,7 +21,7 @@ per-rank BN            1.8e-2 .. 0.11  up to 0.18          2.2e-2 (running stats
 =====================  ==============  ==================  ===============================
 
 (per-rank: ``RXLIB_SYNC_BATCHNORM=0``). The tolerances sit between the two rows: epoch-1 training
-metrics to 1e-4 relative, every loss to 2e-2 relative, accuracies of epoch 1 to one sample, weights to
+metrics (one step, before any update) to 1e-4 relative, every loss to 2e-2 relative, accuracies of epoch 1 to one sample, weights to
 1e-2 (running statistics 0.1).
 """
 from __future__ import annotations
@@ -39,10 +39,14 @@ import torch
 
 from rxlib.train.loop import load_checkpoint
 
-# 26 training sites: 3 full batches of 8 per epoch (max_batches_per_epoch drops the ragged last one,
-# which would hold a single sample per rank); CutMix, pseudo-labels and augmentation off: CutMix pairs
-# within a rank's batch and augmentation draws from a per-rank RNG stream, by design.
-TRAIN = {"epochs": 3, "embedding_dim": 16, "cutmix": False, "pseudo_label": False, "max_batches_per_epoch": 3,
+# One batch of 8 per epoch (max_batches_per_epoch), so that epoch 1 is a single step taken before any
+# weight update: its metrics compare the DDP mechanics alone, to 1e-4. With 3 steps per epoch the epoch-1
+# means already include two Adam updates, whose amplification of float32 rounding depends on the CPU's
+# kernels: 1.3e-6 relative on the Intel Xeon these tolerances were set on, 2.2e-3 on an AMD EPYC
+# (train_loss_arc 22.476 against 22.427), where the strict check failed on unchanged code. Later epochs
+# keep the looser tolerances below. CutMix, pseudo-labels and augmentation off: CutMix pairs within a
+# rank's batch and augmentation draws from a per-rank RNG stream, by design.
+TRAIN = {"epochs": 3, "embedding_dim": 16, "cutmix": False, "pseudo_label": False, "max_batches_per_epoch": 1,
          "lr": 2e-3, "keep_checkpoints": 1}
 
 
@@ -71,7 +75,7 @@ def test_two_ranks_match_one(runs):
     one, two, _ = runs
     h1, h2 = pd.read_csv(one / "history.csv"), pd.read_csv(two / "history.csv")
     assert h1["epoch"].tolist() == h2["epoch"].tolist() == [1, 2, 3]
-    assert (h1["train_n"] == 24).all() and (h2["train_n"] == 24).all()  # 3 batches of 8 = 2 ranks x 3 x 4
+    assert (h1["train_n"] == 8).all() and (h2["train_n"] == 8).all()  # 1 batch of 8 = 2 ranks x 4
     assert (h1["val_n"] == h2["val_n"]).all()
     first = ["train_loss", "train_loss_softmax", "train_loss_arc", "train_acc_softmax", "train_acc_arc"]
     np.testing.assert_allclose(h2.loc[0, first].to_numpy(float), h1.loc[0, first].to_numpy(float), rtol=1e-4)
