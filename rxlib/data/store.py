@@ -148,10 +148,10 @@ class SiteStore:
             self._fd, self._fd_pid = os.open(self.path, os.O_RDONLY), os.getpid()
         return self._fd
 
-    def __del__(self):
-        if getattr(self, "_fd", None) is not None and self._fd_pid == os.getpid():
+    def __del__(self, _getpid=os.getpid, _close=os.close):  # bound now: at interpreter exit os may be gone
+        if getattr(self, "_fd", None) is not None and self._fd_pid == _getpid():
             try:
-                os.close(self._fd)
+                _close(self._fd)
             except OSError:
                 pass
 
