@@ -53,6 +53,17 @@ class NotebookContext:
 
         return budget_note(self.settings())
 
+    def mode_statement(self) -> str:
+        """Which mode this notebook runs in, truth available or not, and what that mode can claim."""
+        if self.synthetic:
+            return (f"Mode: synthetic ground truth available ({self.data_root / 'truth'}): cell masks and the "
+                    "channels each class changes are known, so Grad-CAMO uses the true cell masks and the channel "
+                    "importances are scored against the planted ones.")
+        return (f"Mode: no synthetic ground truth under {self.data_root} (real or truth-less data): Grad-CAMO uses "
+                "the package's segmentation of the nuclear channel (rxlib.explain.segment_cells) and channel "
+                "importances are reported but not scored, so no claim about recovering planted cells or channels "
+                "is made here; accuracies, curves, embeddings and filters are computed as on any data.")
+
     def caption(self, title: str) -> str:
         """``title`` with the comparison budget appended in parentheses when there is one."""
         note = self.budget_note()

@@ -37,7 +37,6 @@ from rxlib.train.profiles import (
     BACKBONE_COMPARISON,
     CHEATING_DATA_OVERRIDES,
     CHEATING_OVERRIDES,
-    CUE_SYNTH_PROFILE,
     RunConfig,
     Settings,
     settings as profile_settings,
@@ -58,7 +57,7 @@ class ModelSpec:
             variant means the same in every profile); ``"<comparison arch>"`` stands for the second
             architecture of :data:`~rxlib.train.profiles.BACKBONE_COMPARISON`.
         comparison: trained on the comparison budget.
-        cue: trained on the spurious-cue twin of the synthetic data (:data:`CUE_SYNTH_PROFILE`).
+        cue: trained with the spurious cue drawn into the training sites of the same data (:mod:`rxlib.data.cue`).
     """
 
     name: str
@@ -82,7 +81,7 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in (
     ModelSpec("cutmix_pl", "CutMix and pseudo-labels", {"cutmix": True, "pseudo_label": True}),
     ModelSpec("without_pl", "the recipe without pseudo-labels", {"pseudo_label": False}),
     ModelSpec("with_pl", "the recipe with pseudo-labels", {"pseudo_label": True}),
-    ModelSpec("cheating", "trained on the spurious-cue twin of the synthetic data (no flips/rotations)", {},
+    ModelSpec("cheating", "trained with a class-coded cue drawn into its training sites (no flips/rotations)", {},
               cue=True),
 )}
 
@@ -171,18 +170,9 @@ def model_config(s: Settings, name: str) -> RunConfig:
 
 def model_data_root(s: Settings, name: str, data_root: str | os.PathLike, seed: int, *,
                     create: bool = True) -> Path:
-    """The data root model ``name`` trains on: ``data_root``, or for the cheating model the cue twin of
-    the profile's synthetic set (generated on first use when ``create``)."""
-    if not MODELS[name].cue:
-        return Path(data_root)
-    synth_profile = CUE_SYNTH_PROFILE.get(s.profile, s.profile)
-    if create:
-        from rxlib.explain.cheating import cue_data_root
-
-        return Path(cue_data_root(synth_profile, seed))
-    from rxlib.explain.cheating import CUE_AMPLITUDE
-
-    return paths.cache_dir() / "synthetic" / f"{synth_profile}-seed{seed}-cue{CUE_AMPLITUDE:g}"
+    """The data root model ``name`` trains on: always ``data_root`` (the cheating model too: its cue is
+    drawn on the fly into the same sites, :mod:`rxlib.data.cue`)."""
+    return Path(data_root)
 
 
 def check_distinct(notebook: str, keys: Mapping[str, str]) -> None:
@@ -550,13 +540,7 @@ def build_plan(profile: str, data_root: str | os.PathLike | None = None, *, over
             data = summarise_synthetic(synthetic_profile(profile), seed)
     table = notebook_model_names(profile)
     stems = list(table) if notebooks is None else [_notebook_stem(n, profile) for n in notebooks]
-    cue = None
-    if any(MODELS[n].cue for st in stems for n in table[st].values()):
-        cue_profile = CUE_SYNTH_PROFILE.get(profile, profile)
-        from rxlib.synth.config import PROFILES as SYNTH_PROFILES
-
-        if cue_profile in SYNTH_PROFILES:
-            cue = summarise_synthetic(cue_profile, seed)
+    cue = data if any(MODELS[n].cue for st in stems for n in table[st].values()) else None
     trained: dict[tuple, str] = {}
     model_rows, pass_rows, nb_rows, configs = [], [], [], []
     note = budget_note(s)
@@ -565,7 +549,7 @@ def build_plan(profile: str, data_root: str | os.PathLike | None = None, *, over
         for label, name in table[stem].items():
             cfg = model_config(s, name)
             configs.append(cfg)
-            summary = cue if MODELS[name].cue and cue is not None else data
+            summary = data
             ident = (cfg.config_hash(), summary.root)
             action = "train" if ident not in trained else f"reuse ({trained[ident]})"
             trained.setdefault(ident, stem.split("_", 1)[0])

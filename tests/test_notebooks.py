@@ -49,3 +49,36 @@ def test_notebook_runs_in_the_smoke_profile(name, smoke_root, tmp_path):
     assert '"output_type": "error"' not in executed
     log = pd.read_csv(reports / "run_log.csv")
     assert log.loc[log["notebook"] == name, "status"].tolist() == ["ok"]
+
+
+def _stdout(notebook: Path) -> str:
+    import json
+
+    cells = json.loads(notebook.read_text())["cells"]
+    return "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []) if o.get("name") == "stdout")
+
+
+def test_explanation_notebooks_run_without_synthetic_truth(smoke_root, tmp_path):
+    """Notebooks 05, 07 and 08 on the smoke set with its truth/ folder removed (as real data comes):
+    Grad-CAMO on the segmentation, channel importances reported unscored, and each says its mode.
+    Two epochs per model keep it short: the outputs, not the accuracies, are under test."""
+    import shutil
+
+    plain = tmp_path / "no-truth"
+    shutil.copytree(smoke_root, plain, ignore=shutil.ignore_patterns("truth", ".rxlib-*"))
+    figures, reports = tmp_path / "figures", tmp_path / "reports"
+    names = ["05_embeddings_tsne", "07_gradcam", "08_channel_attention"]
+    reproduce(profile="smoke", data_root=plain, only=names, figures_dir=figures, reports_dir=reports,
+              overrides={"train.epochs": 2}, log=lambda *_: None)
+    for name in names:
+        assert all(p.is_file() and p.stat().st_size > 0 for p in manifest.expected_files(name, figures)), name
+        out = _stdout(reports / f"{name}.ipynb")
+        assert "Mode: no synthetic ground truth" in out, name
+    camo = pd.read_csv(figures / "table_grad_camo_scores.csv")
+    assert "cell_type" in camo.columns
+    cheat = pd.read_csv(figures / "table_cheating_model.csv")
+    assert set(cheat["masks"]) == {"segmentation"}
+    methods = pd.read_csv(figures / "table_channel_importance_methods.csv")
+    assert "top1_agreement" not in methods.columns and {"mean_w1", "top_w6"} <= set(methods.columns)
+    assert "no truth masks" in _stdout(reports / "07_gradcam.ipynb")
+    assert "no planted channels" in _stdout(reports / "08_channel_attention.ipynb")

@@ -269,7 +269,7 @@ def test_manifest_marks_the_figures_of_comparison_models():
 def test_every_profile_has_an_entry_in_every_per_profile_table():
     from rxlib.train import profiles
 
-    for table in (profiles.BACKBONE_COMPARISON, profiles.CHEATING_OVERRIDES, profiles.CUE_SYNTH_PROFILE,
+    for table in (profiles.BACKBONE_COMPARISON, profiles.CHEATING_OVERRIDES,
                   profiles.GRADCAM_LAYER, profiles.BUDGETS):
         assert set(table) == set(profiles.PROFILES)
 

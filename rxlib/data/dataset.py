@@ -16,6 +16,7 @@ from .images import load_site_stem
 from .metadata import read_metadata
 
 if TYPE_CHECKING:
+    from .cue import SpuriousCue
     from .store import SiteStore
 
 NORMALISATIONS = ("none", "image", "experiment", "plate")
@@ -119,6 +120,7 @@ class RxRx1Dataset(Dataset):
                 self._rows = np.arange(len(self.table), dtype=np.int64)
         self._group_stats = None
         self.stats = None
+        self.cue: SpuriousCue | None = None
         if normalize in ("experiment", "plate"):
             if stats is None and self.store is not None:
                 stats = self.store.stats(normalize, self.store.rows(self.table["image_stem"]))
@@ -148,12 +150,22 @@ class RxRx1Dataset(Dataset):
         return row["experiment"] if self.normalize == "experiment" else f"{row['experiment']}_{row['plate']}"
 
     def raw_image(self, index: int) -> np.ndarray:
-        """The uint8 pixels (6, H, W) of item ``index``, as stored (not normalised, not augmented)."""
+        """The uint8 pixels (6, H, W) of item ``index``, as stored (not normalised, not augmented),
+        with the :attr:`cue` drawn in where one is set."""
         if self._array is not None:
-            return self._array[self._rows[index]]
-        if self.store is not None:
-            return self.store.read(self._rows[index])
-        return load_site_stem(self.root, self._stem[index], self.expected_size)
+            raw = self._array[self._rows[index]]
+        elif self.store is not None:
+            raw = self.store.read(self._rows[index])
+        else:
+            raw = load_site_stem(self.root, self._stem[index], self.expected_size)
+        return raw if self.cue is None else self.cue.apply(raw, int(self._label[index]))
+
+    def with_cue(self, cue: SpuriousCue | None) -> RxRx1Dataset:
+        """This data set with a spurious, label-tied cue drawn into every item (:mod:`rxlib.data.cue`;
+        None removes it). Storage and statistics are shared; the statistics stay those of the clean sites."""
+        out = copy.copy(self)
+        out.cue = cue
+        return out
 
     def raw_images(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
         """The uint8 pixels (len(positions), 6, H, W) of the items at ``positions``, for display."""

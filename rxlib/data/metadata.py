@@ -338,11 +338,27 @@ def detect_layout(root: str | Path) -> str:
 
 
 def class_scheme(root: str | Path) -> ClassScheme:
-    """The class scheme of a data root: RxRx1's, or the synthetic set's from ``truth/classes.csv``."""
+    """The class scheme of a data root: the synthetic set's from ``truth/classes.csv``; else, for an
+    official-layout ``metadata.csv`` whose negative-control wells carry one class id other than RxRx1's
+    1138 (a synthetic set whose ``truth/`` was removed), the scheme its control wells imply (negative
+    control = the last id, positive controls just before it); else RxRx1's."""
     classes = Path(root) / "truth" / "classes.csv"
     if classes.is_file():
         kinds = read_csv_checked(classes, required=["kind"])["kind"]
         return ClassScheme(int((kinds == "treatment").sum()), int((kinds == "positive_control").sum()))
+    meta = Path(root) / "metadata.csv"
+    if meta.is_file():
+        try:
+            wells = pd.read_csv(meta, usecols=["well_type", "sirna_id"])
+        except (ValueError, OSError, pd.errors.ParserError, UnicodeDecodeError):
+            return ClassScheme()  # the schema check of read_metadata names what is wrong
+        negative = pd.to_numeric(wells.loc[wells["well_type"] == "negative_control", "sirna_id"], errors="coerce").dropna()
+        positive = pd.to_numeric(wells.loc[wells["well_type"] == "positive_control", "sirna_id"], errors="coerce").dropna()
+        if negative.nunique() == 1:
+            neg = int(negative.iloc[0])
+            n_positive = int(positive.nunique())
+            if neg != ClassScheme().negative_control and neg - n_positive >= 1:
+                return ClassScheme(neg - n_positive, n_positive)
     return ClassScheme()
 
 

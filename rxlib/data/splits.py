@@ -85,10 +85,32 @@ def root_sites(root: str | Path, *, storage: str = "store", normalize: str = "ex
     return sites
 
 
+def validation_experiments(table: pd.DataFrame) -> list[str]:
+    """Training experiments held out for validation: none where the ``test`` split has labelled
+    treatments (the official release, the synthetic set); else (the Kaggle layout, whose test
+    treatments carry no labels) the last training experiment of each cell type that has at least two,
+    so that accuracy over the siRNA treatments, the paper's headline, is measured on experiments
+    (and batch effects) never seen in training."""
+    test = table[table["split"] == "test"]
+    if ((test["well_type"] == "treatment") & (test["label"] >= 0)).any():
+        return []
+    train = table[table["split"] == "train"]
+    out = []
+    for _, part in train.groupby("cell_type", sort=True):
+        experiments = sorted(part["experiment"].unique())
+        if len(experiments) >= 2:
+            out.append(experiments[-1])
+    return out
+
+
 def held_out_split(root: str | Path, *, storage: str = "store", augment: bool = True,
                    normalize: str = "experiment", workers: int | None = None,
-                   progress: bool = True) -> HeldOutSplit:
+                   progress: bool = True, cue: bool = False) -> HeldOutSplit:
     """Train on the ``train`` experiments, validate on the ``test`` experiments of ``root``.
+
+    Where the test treatments carry no labels (the Kaggle layout), the experiments of
+    :func:`validation_experiments` leave the training set and join the validation set, next to the
+    labelled test controls; the unlabelled (pseudo-label) set stays the ``test`` split.
 
     Args:
         root: data root.
@@ -99,6 +121,8 @@ def held_out_split(root: str | Path, *, storage: str = "store", augment: bool = 
         normalize: ``experiment`` (default), ``plate``, ``image`` or ``none``.
         workers: processes decoding the store if it has to be prepared.
         progress: a progress bar while the store (or, for ``png``, the statistics) is prepared.
+        cue: draw the spurious, class-coded cue of :mod:`rxlib.data.cue` into the training items (the
+            cheating model of notebook 07); validation and unlabelled items stay clean.
 
     Raises:
         ValueError: the data root has no labelled sites in one of the splits.
@@ -106,28 +130,55 @@ def held_out_split(root: str | Path, *, storage: str = "store", augment: bool = 
     sites = root_sites(root, storage=storage, normalize=normalize, workers=workers, progress=progress)
     table = sites.table
     labelled = table["label"].to_numpy() >= 0
-    test = table["split"].to_numpy() == "test"
-    train_pos = np.flatnonzero(labelled & (table["split"].to_numpy() == "train"))
-    val_pos = np.flatnonzero(labelled & test)
+    test = part_mask(table, "test")
+    train_pos = np.flatnonzero(labelled & part_mask(table, "train"))
+    val_pos = np.flatnonzero(labelled & part_mask(table, "validation"))
     for name, positions in (("train", train_pos), ("test", val_pos)):
         if len(positions) == 0:
             raise ValueError(f"{sites.root}: no labelled sites in the {name} split; held-out evaluation needs both")
-    return HeldOutSplit(sites.subset(train_pos, augment=augment), sites.subset(val_pos, augment=False),
-                        sites.subset(np.flatnonzero(test), augment=augment), table)
+    train = sites.subset(train_pos, augment=augment)
+    if cue:
+        from .cue import SpuriousCue
+
+        train = train.with_cue(SpuriousCue.for_labels(train.table["label"]))
+    return HeldOutSplit(train, sites.subset(val_pos, augment=False), sites.subset(np.flatnonzero(test), augment=augment),
+                        table)
 
 
-def split_sites(root: str | Path, split: str = "test", *, labelled_only: bool = True,
+SPLIT_PARTS = ("train", "test", "validation")
+
+
+def part_mask(table: pd.DataFrame, part: str) -> np.ndarray:
+    """Rows of ``table`` in ``part``: ``train`` (the training experiments: the ``train`` split less the
+    :func:`validation_experiments`), ``test`` (the ``test`` split) or ``validation`` (what
+    :func:`held_out_split` validates on: the ``test`` split and the validation experiments).
+
+    Raises:
+        ValueError: an unknown part.
+    """
+    if part not in SPLIT_PARTS:
+        raise ValueError(f"split must be one of {SPLIT_PARTS}, got {part!r}")
+    test = table["split"].to_numpy() == "test"
+    held = table["experiment"].isin(validation_experiments(table)).to_numpy()
+    if part == "train":
+        return (table["split"].to_numpy() == "train") & ~held
+    return test if part == "test" else (test | held)
+
+
+def split_sites(root: str | Path, split: str = "validation", *, labelled_only: bool = True,
                 table: pd.DataFrame | None = None, storage: str = "store") -> RxRx1Dataset:
-    """The sites of one split of ``root``, normalised per experiment, not augmented: a lazy data set
-    (``storage='store'``: items are read from the site store when asked for).
+    """The sites of one part of ``root`` (:func:`part_mask`), normalised per experiment, not augmented:
+    a lazy data set (``storage='store'``: items are read from the site store when asked for).
 
-    Its items equal those of :func:`held_out_split`'s ``val`` (``split='test'``) and ``train``
-    (``'train'``). Results are cached per process (keyed by the root, its ``metadata.csv``
-    modification time and the arguments); treat them as read-only.
+    With ``labelled_only`` its items equal those of :func:`held_out_split`'s ``val``
+    (``split='validation'``) and ``train`` (``'train'``, without augmentation). Results are cached per
+    process (keyed by the root, its ``metadata.csv`` modification time and the arguments); treat them
+    as read-only.
 
     Args:
         root: data root.
-        split: ``'train'`` or ``'test'`` (the held-out experiments).
+        split: ``'train'``, ``'test'`` or ``'validation'`` (the held-out sites every model is scored on;
+            the ``test`` split itself where its treatments are labelled).
         labelled_only: keep only sites with a label (>= 0).
         table: the metadata (:func:`rxlib.data.read_metadata`); only its rows of ``split`` that the
             data root's metadata holds are kept (by ``site_id``), in its order.
@@ -136,24 +187,26 @@ def split_sites(root: str | Path, split: str = "test", *, labelled_only: bool = 
     Raises:
         ValueError: an unknown split, or no site left.
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if split not in SPLIT_PARTS:
+        raise ValueError(f"split must be one of {SPLIT_PARTS}, got {split!r}")
     root = Path(root).resolve()
     key = (*_metadata_key(root), split, labelled_only, storage)
     if table is None and key in _SITES_CACHE:
         return _SITES_CACHE[key]
     sites = root_sites(root, storage=storage)
     rows = sites.table
+    in_part = part_mask(rows, split)
     if table is not None:
-        wanted = table.loc[table["split"] == split, ["site_id"]]
+        wanted = table.loc[:, ["site_id"]]
         positions = wanted.merge(rows.reset_index()[["index", "site_id"]], on="site_id", how="inner")["index"]
         positions = positions.to_numpy()
+        positions = positions[in_part[positions]]
     else:
-        positions = np.flatnonzero(rows["split"].to_numpy() == split)
+        positions = np.flatnonzero(in_part)
     if labelled_only:
         positions = positions[rows["label"].to_numpy()[positions] >= 0]
     if len(positions) == 0:
-        raise ValueError(f"{root}: no {'labelled ' if labelled_only else ''}sites in the {split} split")
+        raise ValueError(f"{root}: no {'labelled ' if labelled_only else ''}sites in the {split} part")
     out = sites.subset(positions, augment=False)
     if table is None:
         while len(_SITES_CACHE) >= _SITES_CACHE_SIZE:
@@ -162,4 +215,5 @@ def split_sites(root: str | Path, split: str = "test", *, labelled_only: bool = 
     return out
 
 
-__all__ = ["HeldOutSplit", "held_out_split", "root_sites", "split_sites"]
+__all__ = ["SPLIT_PARTS", "HeldOutSplit", "held_out_split", "part_mask", "root_sites", "split_sites",
+           "validation_experiments"]

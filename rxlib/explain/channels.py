@@ -332,6 +332,33 @@ def channel_importance_table(
     return pd.DataFrame(rows, columns=["method", "n_classes", "top1_agreement", "spearman_mean", "spearman_median"])
 
 
+def channel_importance_summary(importances: dict[str, np.ndarray | torch.Tensor | pd.DataFrame],
+                               labels: Sequence[int] | np.ndarray | None) -> pd.DataFrame:
+    """What each method says without a truth to score it against (real data): per method, the mean
+    max-normalised importance of each channel over the classes, and how often each channel is a
+    class's most important one.
+
+    Args:
+        importances, labels: as for :func:`channel_importance_table`.
+
+    Returns:
+        One row per method: ``method``, ``n_classes``, ``mean_w1``..``mean_wC`` and ``top_w1``..``top_wC``
+        (share of classes whose top channel it is).
+    """
+    rows = []
+    for method, values in importances.items():
+        per_class = values if isinstance(values, pd.DataFrame) else class_importance(values, labels)
+        channels = [c for c in per_class.columns if str(c).startswith("w")]
+        matrix = per_class[channels].to_numpy(float)
+        scaled = max_normalise(matrix)
+        top = np.argmax(matrix, axis=1)
+        row = {"method": method, "n_classes": len(per_class)}
+        row.update({f"mean_{c}": float(scaled[:, i].mean()) for i, c in enumerate(channels)})
+        row.update({f"top_{c}": float(np.mean(top == i)) for i, c in enumerate(channels)})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 #: Methods computed by :func:`channel_importances`, in table order.
 IMPORTANCE_METHODS: tuple[str, ...] = ("eq15_printed", "eq15_agreement", "occlusion_mean", "occlusion_zero", "grad_x_input")
 

@@ -281,7 +281,7 @@ def dcmix_for_data_root(data_root: str | Path, *, cache: bool = True, **settings
         if len(controls) != 1:
             raise ValueError(f"{data_root}: expected one negative-control class, found {sorted(controls)}")
         train = split_sites(data_root, "train", table=table)
-        val = split_sites(data_root, "test", table=table)
+        val = split_sites(data_root, "validation", table=table)
         classes = sorted(set(train.table["label"].tolist()))
         return dcmix_per_class_streaming(train, classes, int(controls[0]), val=val, **settings)
 

@@ -232,29 +232,58 @@ def segmentation_table(root: str | Path, metadata: pd.DataFrame, **segment_kwarg
 # --- a whole data set ----------------------------------------------------------------------------------
 
 
+MASK_SOURCES = ("auto", "truth", "segmentation")
+
+
+def has_truth_masks(root: str | Path) -> bool:
+    """Whether ``root`` holds the synthetic ground-truth masks (``truth/masks/``)."""
+    return (Path(root) / "truth" / "masks").is_dir()
+
+
+def resolve_masks(root: str | Path, masks: str = "auto") -> str:
+    """``truth`` or ``segmentation``: ``auto`` takes the ground truth where ``root`` has it.
+
+    Raises:
+        ValueError: unknown source, or ``truth`` asked of a data root without it (names the folder).
+    """
+    if masks not in MASK_SOURCES:
+        raise ValueError(f"masks={masks!r}; expected one of {MASK_SOURCES}")
+    if masks == "auto":
+        return "truth" if has_truth_masks(root) else "segmentation"
+    if masks == "truth" and not has_truth_masks(root):
+        raise ValueError(f"{root} has no truth/masks folder: use masks='segmentation' (real data)")
+    return masks
+
+
 def grad_camo_dataset(model, dataset, root: str | Path, positions: Sequence[int] | None = None, *,
-                      layer: str = "denseblock4", batch_size: int = 64, head: str = "logits") -> pd.DataFrame:
-    """Grad-CAM of each site for its own label, scored against the synthetic ground-truth masks.
+                      layer: str = "denseblock4", batch_size: int = 64, head: str = "logits",
+                      masks: str = "auto") -> pd.DataFrame:
+    """Grad-CAM of each site for its own label, scored against cell masks.
 
     Args:
         model: an RxNet (called as ``model(images, cell_type)``).
         dataset: items with ``image``, ``cell_type``, ``label`` and a ``table`` of metadata
             (:class:`rxlib.data.RxRx1Dataset`, e.g. :func:`rxlib.data.splits.split_sites`); images normalised
             as in training. Read batch by batch: only ``batch_size`` images and the per-image scores are held.
-        root: the synthetic data root holding ``truth/masks`` for these sites.
+        root: the data root of these sites (for the ground-truth masks).
         positions: items to score (default all); sites without a label (-1) are skipped.
         layer: Grad-CAM layer (dotted path inside ``features``).
         batch_size: images per Grad-CAM pass.
         head: ``'logits'`` or ``'cosine'``.
+        masks: ``truth`` (the synthetic ground truth), ``segmentation`` (:func:`segment_cells` of the
+            site's own pixels, ``dataset.raw_image``: what real data allows) or ``auto`` (the truth where
+            ``root`` has it).
 
     Returns:
         One row per site: its metadata (``site_id``, ``experiment``, ``cell_type``, ``well_type``,
-        ``label``), ``layer``, the fields of :func:`grad_camo_image` and ``phenotype_share`` (the
-        share of attention on the pixels where the phenotype was planted, NaN where none was).
+        ``label``), ``layer``, ``masks`` (the source used), the fields of :func:`grad_camo_image` and
+        ``phenotype_share`` (the share of attention on the pixels where the phenotype was planted;
+        NaN where none was, and always with segmentation masks).
     """
     from rxlib.explain.gradcam import grad_cam
     from rxlib.explain.sites import site_batch
 
+    source = resolve_masks(root, masks)
     table = dataset.table
     positions = list(range(len(dataset))) if positions is None else [int(p) for p in positions]
     positions = [p for p in positions if int(table["label"].iloc[p]) >= 0]
@@ -268,11 +297,15 @@ def grad_camo_dataset(model, dataset, root: str | Path, positions: Sequence[int]
                         head=head, upsample=True).cpu().numpy()
         for cam, p in zip(cams, chunk):
             rec = table.iloc[p]
-            masks = load_truth_masks(root, rec["experiment"], int(rec["plate"]), rec["well"], int(rec["site"]))
-            scores = grad_camo_image(cam, masks["cells"])
-            phenotype = grad_camo_score(cam, masks["phenotype"]) if masks["phenotype"].any() else float("nan")
+            if source == "truth":
+                found = load_truth_masks(root, rec["experiment"], int(rec["plate"]), rec["well"], int(rec["site"]))
+                cells, planted = found["cells"], found["phenotype"]
+            else:
+                cells, planted = segment_cells(dataset.raw_image(p)), None
+            scores = grad_camo_image(cam, cells)
+            phenotype = grad_camo_score(cam, planted) if planted is not None and planted.any() else float("nan")
             rows.append({"site_id": rec["site_id"], "experiment": rec["experiment"], "cell_type": rec["cell_type"],
-                         "well_type": rec["well_type"], "label": int(rec["label"]), "layer": layer,
+                         "well_type": rec["well_type"], "label": int(rec["label"]), "layer": layer, "masks": source,
                          **scores, "phenotype_share": phenotype})
     return pd.DataFrame(rows)
 

@@ -102,7 +102,7 @@ BUDGETS: dict[str, dict] = {
 
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 #: Data settings that exist only when set (absent, they leave the registry key unchanged).
-OPTIONAL_DATA: dict = {"plates": None}
+OPTIONAL_DATA: dict = {"plates": None, "cue": None}
 
 
 @dataclass
@@ -425,10 +425,8 @@ CHEATING_OVERRIDES: dict[str, dict] = {"smoke": {"epochs": 6}, "paper-mini": {},
 #: orientation of a grating codes the class; a 90-degree turn or a flip changes it), leaving the model
 #: little to cheat on (measured: 6 epochs with augmentation, training accuracy 0.55 with the cue,
 #: no better than held out).
-CHEATING_DATA_OVERRIDES: dict = {"augment": False}
-
-#: The synthetic profile whose spurious-cue twin the cheating model of a training profile is trained on.
-CUE_SYNTH_PROFILE: dict[str, str] = {"smoke": "smoke", "paper-mini": "paper-mini", "paper": "cpu"}
+#: ``cue``: the class-coded grating drawn into its training sites (:mod:`rxlib.data.cue`).
+CHEATING_DATA_OVERRIDES: dict = {"augment": False, "cue": True}
 
 #: Grad-CAM layer scored by Grad-CAMO and shown in Figure 11 per profile. The paper's layer is
 #: ``denseblock4`` (16 x 16 for DenseNet-161 at 512 x 512); the tiny DenseNet's ``denseblock4`` is

@@ -263,7 +263,11 @@ def train_run(config: RunConfig, data_root: str | os.PathLike, folder: str | os.
 
 
 def _train_run(config: RunConfig, data_root, folder, progress: bool) -> TrainedModel:
+    from rxlib.data import read_metadata
+    from rxlib.data.availability import check_trainable
+
     data_root, folder = Path(data_root).resolve(), Path(folder)
+    check_trainable(data_root, read_metadata(data_root))  # one line before any folder or store is made
     config = config.resolved(data_root)
     folder.mkdir(parents=True, exist_ok=True)
     record = {"key": folder.name, "config": config.to_dict(), "data_fingerprint": data_fingerprint(data_root)}

@@ -1,5 +1,5 @@
 """Sites in memory, Grad-CAMO over a data set, the cheating-model measurements and per-class DCMIX,
-on a tiny synthetic data set (32x32) and its spurious-cue twin."""
+on a tiny synthetic data set (32x32), with the spurious cue drawn on the fly."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,14 +37,6 @@ def tiny_root(tmp_path_factory) -> Path:
     from rxlib.synth import generate
 
     return generate(tmp_path_factory.mktemp("explain_synth") / "data", profile="smoke", seed=0, progress=False, **TINY)
-
-
-@pytest.fixture(scope="module")
-def tiny_cue_root(tmp_path_factory) -> Path:
-    from rxlib.synth import generate
-
-    return generate(tmp_path_factory.mktemp("explain_cue") / "data", profile="smoke", seed=0, progress=False,
-                    spurious_cue=True, cue_amplitude=24.0, **TINY)
 
 
 @pytest.fixture(scope="module")
@@ -101,24 +93,28 @@ def test_grad_camo_dataset_scores_against_the_truth(untrained, tiny_root):
     assert summary["cell_type"].iloc[-1] == "all" and summary["n"].iloc[-1] == 2
 
 
-def test_cheating_measurements_on_the_cue_twin(untrained, tiny_root, tiny_cue_root, tmp_path):
-    from tests.conftest import write_tiny_official
-
-    drawn = cheating.cue_sites(tiny_cue_root)
-    assert drawn["cue_drawn"].any()
+def test_cheating_measurements_on_the_same_data(untrained, tiny_root):
     table, per_image = cheating.cheating_measurements({"clean": untrained, "cheating": untrained}, tiny_root,
-                                                      tiny_cue_root, layer="denseblock2", n_sites=4)
+                                                      layer="denseblock2", n_sites=4)
     assert table["model"].tolist() == ["clean", "cheating"]
     assert {"acc_train_with_cue", "acc_train_without_cue", "acc_held_out", "grad_camo_cue_sites",
             "grad_camo_held_out", "cue_dependence"} <= set(table.columns)
+    assert set(table["masks"]) == {"truth"}  # the synthetic set has its cell masks
     # the same model on both sides: no difference, and the verdict says so
     assert table["grad_camo_cue_sites"].nunique() == 1
     assert "does NOT" in cheating.cheating_verdict(table)
     paired = cheating.paired_difference(per_image)
     assert paired["mean_difference"] == pytest.approx(0.0)
-    with pytest.raises(ValueError, match="different training sites"):
-        cheating.cheating_measurements({"m": untrained}, write_tiny_official(tmp_path / "other"), tiny_cue_root,
-                                       layer="denseblock2")
+
+
+def test_cued_training_sites_differ_from_the_clean_ones_in_the_cue_channel_only(tiny_root):
+    clean = split_sites(tiny_root, "train")
+    cued = cheating.cued_training_sites(tiny_root)
+    assert cued.table["site_id"].tolist() == clean.table["site_id"].tolist()
+    raw_clean, raw_cued = clean.raw_images([0, 1]), cued.raw_images([0, 1])
+    assert np.array_equal(raw_clean[:, :5], raw_cued[:, :5])
+    assert not np.array_equal(raw_clean[:, 5], raw_cued[:, 5])
+    assert cued.cue is not None and clean.cue is None
 
 
 def test_cheating_table_and_verdict():
@@ -128,19 +124,6 @@ def test_cheating_table_and_verdict():
                                                   "grad_camo_cue_sites": 0.6}})
     assert table.set_index("model").loc["cheating", "cue_dependence"] == pytest.approx(0.55)
     assert "does put" in cheating.cheating_verdict(table)
-
-
-def test_cue_data_root_is_named_by_profile_seed_and_amplitude(tmp_path, monkeypatch):
-    import rxlib.synth
-
-    monkeypatch.setenv("RXLIB_CACHE", str(tmp_path))
-    calls = []
-    monkeypatch.setattr(rxlib.synth, "generate", lambda out, **kw: calls.append((out, kw)) or Path(out))
-    root = cheating.cue_data_root("smoke", 3, cue_amplitude=12, workers=1)
-    assert root == tmp_path / "synthetic" / "smoke-seed3-cue12"
-    assert calls[0][1]["spurious_cue"] is True and calls[0][1]["seed"] == 3 and calls[0][1]["cue_amplitude"] == 12.0
-    with pytest.raises(ValueError, match="synthetic profile"):
-        cheating.cue_data_root("paper", 0)
 
 
 def test_dcmix_finds_the_only_informative_channel():
@@ -199,3 +182,19 @@ def test_sample_positions_never_exceeds_n_with_more_groups_than_n():
     assert np.array_equal(chosen, sample_positions(table, 10, by="label", seed=2))
     few = pd.DataFrame({"label": np.repeat(np.arange(4), 10)})
     assert len(sample_positions(few, 12, by="label")) == 12  # 3 per group, as before
+
+
+def test_grad_camo_without_truth_uses_the_segmentation(untrained, tiny_root, tmp_path):
+    import shutil
+
+    sites = split_sites(tiny_root, "test")
+    frame = grad_camo_dataset(untrained, sites, tiny_root, [0, 1], layer="denseblock2", masks="segmentation")
+    assert set(frame["masks"]) == {"segmentation"} and frame["phenotype_share"].isna().all()
+    assert frame["grad_camo"].between(0, 1).all()
+    plain = tmp_path / "no-truth"  # the same images without truth/: auto picks the segmentation
+    shutil.copytree(tiny_root, plain, ignore=shutil.ignore_patterns("truth", ".rxlib-*"))
+    model = build_model("tiny_densenet", 1139, embedding_dim=16).eval()
+    frame = grad_camo_dataset(model, split_sites(plain, "test", storage="png"), plain, [0, 1], layer="denseblock2")
+    assert set(frame["masks"]) == {"segmentation"}
+    with pytest.raises(ValueError, match="no truth/masks"):
+        grad_camo_dataset(model, split_sites(plain, "test", storage="png"), plain, masks="truth")
