@@ -290,11 +290,12 @@ PROFILES: dict[str, SynthConfig] = {
     # The paper profile with only its sizes shrunk, for CI (``rxlib reproduce --profile paper-mini``):
     # 64x64 is the smallest side at which every DenseNet-161 stage keeps a spatial map (its total
     # stride is 32, so denseblock4 is 2x2; at 32x32 it would be 1x1 and Grad-CAM at the paper's layer
-    # would have no spatial extent). 8 experiments (4 train / 4 test), one plate each, 176 sites.
+    # would have no spatial extent). 8 experiments (4 train / 4 test), one plate each, one site per
+    # well: 96 sites, 48 held out.
     "paper-mini": SynthConfig(
         image_size=64, cell_scale=0.4, n_treatments=6, n_junk=1, n_positive_controls=1,
         experiments=(("HEPG2", 1, 1), ("HUVEC", 1, 1), ("RPE", 1, 1), ("U2OS", 1, 1)),
-        n_plates=1, n_plate_groups=1, treatment_replicates=2, negative_control_wells=1,
+        n_plates=1, n_plate_groups=1, treatment_replicates=2, negative_control_wells=1, n_sites=1,
         calibration_sites=4,
     ),
     "rxrx1": SynthConfig(

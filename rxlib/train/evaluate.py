@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from rxlib.models import RxNet
-from rxlib.train.loop import TrainConfig, predict
+from rxlib.train.loop import EVAL_BATCH_SIZE, TrainConfig, predict
 
 #: Columns of the metadata table carried into the predictions table.
 _META = ("site_id", "experiment", "plate", "well", "cell_type", "well_type", "label")
@@ -44,8 +44,8 @@ def predictions_table(model: RxNet, dataset: Dataset, *, batch_size: int = 64, d
 
 def held_out_predictions(model: RxNet, dataset: Dataset, config: TrainConfig) -> pd.DataFrame:
     """:func:`predictions_table` with a training run's settings: on ``config.device``, with its loader
-    workers, autocast dtype and memory layout, in batches of ``max(64, config.batch_size)``."""
-    return predictions_table(model, dataset, batch_size=max(64, config.batch_size), device=config.device,
+    workers, autocast dtype and memory layout, in batches of ``max(EVAL_BATCH_SIZE, config.batch_size)``."""
+    return predictions_table(model, dataset, batch_size=max(EVAL_BATCH_SIZE, config.batch_size), device=config.device,
                              num_workers=config.num_workers, amp_dtype=config.amp_dtype,
                              channels_last=config.channels_last)
 
