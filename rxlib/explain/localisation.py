@@ -15,15 +15,19 @@ map with no information scores, is reported beside it by :func:`localisation_tab
 share of the image for relevance mass and rank accuracy (and for the pointing game of a random
 single-pixel maximum).
 
-Why not Quantus itself: version 0.6.0 installs cleanly next to this torch and numpy with ``pip
-install quantus`` (it adds ``opencv-python`` and ``cachetools``), but its metrics are called as
-``metric(model, x_batch, y_batch, a_batch, s_batch)`` and run their own normalisation (on by
-default), ``abs`` options and shape assertions on an input batch, while the computation itself is a
-few lines of numpy (``evaluate_batch`` of ``pointing_game.py``, ``relevance_mass_accuracy.py`` and
-``relevance_rank_accuracy.py``). We follow those lines exactly, with one deliberate difference:
-relevance mass accuracy here counts only positive relevance (Quantus sums the raw map, which for a
-signed map can leave [0, 1]). A dependency on opencv for three formulas was not worth it; the tests
-pin every metric on hand-made maps whose scores are known exactly.
+Why not Quantus itself: quantus 0.6.0 installs next to this torch (2.14) and numpy (2.4) with ``pip
+install quantus`` (adding ``opencv-python`` and ``cachetools``), imports, and accepts precomputed
+maps (``metric(model=None, x_batch=..., y_batch=..., a_batch=maps, s_batch=masks)``, with
+``normalise=False``). Checked once on random maps and masks: its ``RelevanceMassAccuracy`` and
+``RelevanceRankAccuracy`` agree with ours to rounding, but its ``PointingGame`` raises a
+``UFuncTypeError`` (a float-into-bool multiply) under numpy 2.4, so one of the three would not run.
+The computation is a few lines of numpy (``evaluate_batch`` of ``pointing_game.py``,
+``relevance_mass_accuracy.py`` and ``relevance_rank_accuracy.py``); we follow those lines exactly,
+with one deliberate difference: relevance mass accuracy here counts only positive relevance (Quantus
+sums the raw map, which for a signed map can leave [0, 1]; for Grad-CAM maps the two agree). A
+dependency on opencv for three formulas, one of them broken, was not worth it. The tests pin every
+metric on hand-made maps whose scores are known exactly, and compare with Quantus where it is
+installed (skipped otherwise).
 """
 from __future__ import annotations
 

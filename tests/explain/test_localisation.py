@@ -67,3 +67,15 @@ def test_table_summary_and_errors():
     with pytest.raises(ValueError, match="non-finite"):
         relevance_mass_accuracy(np.full((4, 4), np.nan), MASK)
     assert isinstance(table, pd.DataFrame)
+
+
+def test_agrees_with_quantus_where_installed():
+    """Quantus 0.6.0's relevance mass and rank accuracy on precomputed maps (its PointingGame fails under numpy 2)."""
+    quantus = pytest.importorskip("quantus")
+    rng = np.random.default_rng(0)
+    a, s = rng.random((6, 1, 12, 12)), (rng.random((6, 1, 12, 12)) > 0.7).astype(float)
+    x, y = rng.random((6, 1, 12, 12)), np.zeros(6, int)
+    for name, ours in (("RelevanceMassAccuracy", relevance_mass_accuracy), ("RelevanceRankAccuracy", relevance_rank_accuracy)):
+        theirs = getattr(quantus, name)(normalise=False, disable_warnings=True)(model=None, x_batch=x, y_batch=y,
+                                                                                a_batch=a, s_batch=s)
+        np.testing.assert_allclose(np.asarray(theirs, float), ours(a[:, 0], s[:, 0]))
