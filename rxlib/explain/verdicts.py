@@ -268,7 +268,7 @@ def loss_oscillation_verdict(unstable, stable, *, seeds: Iterable[int] = (), col
         paired: True when the runs of both losses share seeds in the same order.
     """
     a, b = _finite(unstable, "unstable"), _finite(stable, "stable")
-    return make_verdict("sec4.3-arc-oscillates", "paper",
+    return make_verdict(f"sec4.3-arc-oscillates-{column}", "paper",
                         "Training with the arc-margin loss alone oscillated; the composite loss is stable.",
                         f"{column}(arc) - {column}(composite)",
                         difference_ci(a, b, paired=paired, groups=groups, **ci),
@@ -495,6 +495,142 @@ def per_class_recovery(importance, labels, planted: pd.DataFrame) -> pd.DataFram
         rows.append({"class_id": cid, "hit": float(np.argmax(est) == np.argmax(truth)),
                      "spearman": spearmanr(est, truth).statistic if np.std(est) > 0 else np.nan})
     return pd.DataFrame(rows, columns=["class_id", "hit", "spearman"])
+
+
+# --- from the notebooks' objects ------------------------------------------------------------------------
+
+
+def run_seeds(*runs) -> tuple[int, ...]:
+    """The training seeds of registry runs (:class:`~rxlib.train.registry.TrainedModel`), sorted, unique."""
+    return tuple(sorted({int(r.config.train.get("seed", 0)) for r in runs}))
+
+
+def oscillation_steps(history: pd.DataFrame, column: str, *, relative: bool = False) -> np.ndarray:
+    """``|diff|`` of a training curve per epoch step (their mean is
+    :func:`rxlib.train.evaluate.oscillation`); with ``relative``, divided by the curve's mean."""
+    values = history[column].to_numpy(dtype=float)
+    steps = np.abs(np.diff(values))
+    return steps / float(np.mean(values)) if relative else steps
+
+
+def loss_verdicts(results: dict, *, unstable: str = "arc", stable: str = "composite", **ci) -> list[Verdict]:
+    """Section 4.3 from notebook 03's runs (``{loss: TrainedModel}``, one run per loss): the held-out
+    accuracy of the trained head (``osc_val_acc``) and its held-out loss relative to its mean
+    (``osc_val_loss_rel``), compared by their per-epoch steps (units: epoch steps of one seed per
+    loss; with several seeds, pass per-seed oscillations to :func:`loss_oscillation_verdict`)."""
+    from rxlib.train.evaluate import trained_head
+
+    out = []
+    for column, (kind, relative) in {"osc_val_acc": ("acc", False), "osc_val_loss_rel": ("loss", True)}.items():
+        a, b = (oscillation_steps(results[name].history, f"val_{kind}_{trained_head(results[name].config.train['loss'])}",
+                                  relative=relative) for name in (unstable, stable))
+        out.append(loss_oscillation_verdict(a, b, seeds=run_seeds(results[unstable], results[stable]), column=column,
+                                            unit="epoch steps", **ci))
+    return out
+
+
+def pseudo_label_verdicts(models: dict, junk: np.ndarray, features: dict | None = None, *,
+                          without: str = "without PL", with_: str = "with PL", seeds: Iterable[int] = (),
+                          **ci) -> list[Verdict]:
+    """Figures 7-9 from notebook 05's objects: template spread (per actual class, paired) and junk
+    silhouette (per template, paired) of both heads, and feature silhouette (per site; paired when both
+    models' features are of the same sites in the same order).
+
+    Args:
+        models: ``{'without PL': RxNet, 'with PL': RxNet}``.
+        junk: junk flag per class (:func:`rxlib.explain.embeddings.junk_classes`).
+        features: ``{name: (features, labels)}`` (:func:`rxlib.explain.embeddings.features_of`).
+    """
+    from rxlib.explain.embeddings import template_matrix
+
+    junk = np.asarray(junk, dtype=bool)
+    out = []
+    for head, figure in (("arc", "fig7-arc"), ("softmax", "fig8-softmax")):
+        t0, t1 = template_matrix(models[without], head), template_matrix(models[with_], head)
+        out.append(pseudo_label_verdict(f"{figure}-spread", template_spread_per_class(t0, ~junk),
+                                        template_spread_per_class(t1, ~junk), unit="classes", seeds=seeds, **ci))
+        if 0 < junk.sum() < len(junk):
+            out.append(pseudo_label_verdict(f"{figure}-junk", silhouette_per_item(t0, junk), silhouette_per_item(t1, junk),
+                                            unit="templates", seeds=seeds, **ci))
+    if features is not None:
+        (x0, y0), (x1, y1) = features[without], features[with_]
+        paired = len(y0) == len(y1) and np.array_equal(np.asarray(y0), np.asarray(y1))
+        out.append(pseudo_label_verdict("fig9-feature-separation", silhouette_per_item(x0, y0), silhouette_per_item(x1, y1),
+                                        unit="sites", paired=paired, seeds=seeds, **ci))
+    return out
+
+
+def filter_verdicts(trained, initial, layers, *, seeds: Iterable[int] = (), margin: float = 0.05, **ci) -> list[Verdict]:
+    """Figure 10 from notebook 06's models: per layer, the share of band filters and of filters with a
+    near-duplicate, trained against initialisation (per filter, two independent samples)."""
+    from rxlib.explain.embeddings import figure10_weights
+
+    w_trained, w_initial = figure10_weights(trained, layers), figure10_weights(initial, layers)
+    out = []
+    for layer in w_trained:
+        ft, fi = filter_unit_flags(w_trained[layer]), filter_unit_flags(w_initial[layer])
+        for measure in ("band", "has_duplicate"):
+            out.append(filter_bands_verdict(layer, ft[measure], fi[measure], measure=measure, seeds=seeds,
+                                            margin=margin, **ci))
+    return out
+
+
+def grad_camo_verdicts(clean_scores: pd.DataFrame | None = None, cheat_scores: pd.DataFrame | None = None, *,
+                       seeds: Iterable[int] = (), group: str | None = "experiment", **ci) -> list[Verdict]:
+    """Notebook 07's Grad-CAMO claims: the clean model's Grad-CAMO above the cell-area fraction (per
+    held-out site of ``clean_scores``, :func:`rxlib.explain.grad_camo_dataset`), and clean above
+    cheating on the cue sites and on the held-out sites (per site, paired; ``cheat_scores`` is the
+    per-image frame of :func:`rxlib.explain.cheating.cheating_measurements`). Sites are resampled by
+    ``group`` (experiment: sites of one experiment share its batch effect)."""
+    out = []
+    if clean_scores is not None:
+        frame = clean_scores.dropna(subset=["grad_camo", "cell_fraction"])
+        out.append(grad_camo_area_verdict(frame["grad_camo"], frame["cell_fraction"], seeds=seeds,
+                                          groups=frame[group] if group else None, **ci))
+    if cheat_scores is not None:
+        for sites in ("cue", "held-out"):
+            part = cheat_scores[cheat_scores["sites"] == sites]
+            if part.empty:
+                continue
+            wide = part.pivot_table(index="site_id", columns="model", values="grad_camo").dropna()
+            groups = None
+            if group:
+                groups = part.drop_duplicates("site_id").set_index("site_id").loc[wide.index, group].to_numpy()
+            out.append(cheating_verdict(wide["clean"], wide["cheating"], sites=sites, seeds=seeds, groups=groups, **ci))
+    return out
+
+
+def control_verdicts(runs: dict, **ci) -> list[Verdict]:
+    """Section 2.2's control check for each run (``{name: TrainedModel}``): top-1 probability of the
+    held-out negative against positive control sites (two independent samples)."""
+    out = []
+    for name, run in runs.items():
+        pred = run.predictions
+        neg = pred.loc[pred["well_type"] == "negative_control", "top1_prob"]
+        pos = pred.loc[pred["well_type"] == "positive_control", "top1_prob"]
+        out.append(control_check_verdict(neg, pos, model=name, seeds=run_seeds(run), **ci))
+    return out
+
+
+def channel_verdicts(importances: dict, labels, planted: pd.DataFrame, *, methods: Iterable[str] | None = None,
+                     seeds: Iterable[int] = (), **ci) -> list[Verdict]:
+    """Notebook 08: does each eq. 15 method (source: the paper) and DCMIX (any method whose name holds
+    ``DCMIX``) recover the planted channels? Two verdicts per method (top-1 over chance, Spearman over
+    0), intervals over classes (:func:`per_class_recovery`).
+
+    Args:
+        importances: method -> per-image ``(N, C)`` or per-class DataFrame (the notebook's dict).
+        labels: class per image.
+        planted: :func:`rxlib.explain.channels.planted_importance`.
+        methods: which methods (default: the eq. 15 and DCMIX ones).
+    """
+    chosen = [m for m in importances if m.startswith("eq15") or "DCMIX" in m] if methods is None else list(methods)
+    out = []
+    for method in chosen:
+        rec = per_class_recovery(importances[method], labels, planted)
+        out += planted_channels_verdicts(method, rec["hit"], rec["spearman"], n_channels=planted.shape[1], seeds=seeds,
+                                         source="DCMIX" if "DCMIX" in method else "paper", **ci)
+    return out
 
 
 # --- tables, files, captions ---------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def test_verdict_decisions_and_sentence():
     assert straddle.holds is None and "straddles 0" in straddle.sentence()
     one = vd.loss_oscillation_verdict([0.1], [0.02], seeds=[0])
     assert one.holds is None and np.isnan(one.ci_low) and "no interval could be computed" in one.sentence()
-    assert vd.caption(holds).startswith("Verdict: paper (sec4.3-arc-oscillates)")
+    assert vd.caption(holds).startswith("Verdict: paper (sec4.3-arc-oscillates-osc_val_acc)")
     with pytest.raises(ValueError, match="source"):
         vd.Verdict("x", "blog", "s", "q", 1.0, 0.0, 2.0, 3, "sites", 0.0)
 
@@ -146,7 +146,7 @@ def test_write_verdicts_merges_and_replaces(tmp_path):
     assert merged.loc[0, "seeds"] == "0 1" and merged.loc[0, "verdict"] == "holds"
     # a rerun of 07 replaces its rows, keeps 03's
     again = vd.write_verdicts([b], path, notebook="07_gradcam")
-    assert again["claim"].tolist() == ["sec4.3-arc-oscillates", "gradcamo-cheating-cue"]
+    assert again["claim"].tolist() == ["sec4.3-arc-oscillates-osc_val_acc", "gradcamo-cheating-cue"]
     assert not list(path.parent.glob("*.tmp*"))
     with pytest.raises(ValueError, match="duplicate claims"):
         vd.write_verdicts([b, b], path, notebook="07_gradcam")
@@ -161,3 +161,75 @@ def test_verdicts_table_columns():
     table = vd.verdicts_table([vd.randomisation_verdict("Grad-CAM", _shift(0.1), **FAST)])
     assert list(table.columns) == [c for c in vd.VERDICT_COLUMNS if c != "notebook"]
     assert table.loc[0, "verdict"] == "holds" and table.loc[0, "criterion"].endswith("< 0.5")
+
+
+# --- the adapters the notebooks call -------------------------------------------------------------------
+
+
+def _run(loss: str, acc, seed: int = 0, predictions: pd.DataFrame | None = None):
+    from types import SimpleNamespace
+
+    head = "arc" if loss == "arc" else "softmax"
+    history = pd.DataFrame({f"val_acc_{head}": acc, f"val_loss_{head}": 2.0 - np.asarray(acc)})
+    return SimpleNamespace(config=SimpleNamespace(train={"loss": loss, "seed": seed}), history=history,
+                           predictions=predictions)
+
+
+def test_loss_verdicts_from_runs():
+    zigzag = 0.5 + 0.2 * (np.arange(30) % 2)
+    smooth = np.linspace(0.5, 0.6, 30)
+    found = vd.loss_verdicts({"arc": _run("arc", zigzag), "composite": _run("composite", smooth)}, **FAST)
+    assert [v.claim for v in found] == ["sec4.3-arc-oscillates-osc_val_acc", "sec4.3-arc-oscillates-osc_val_loss_rel"]
+    assert all(v.holds is True and v.unit == "epoch steps" and v.seeds == (0,) for v in found)
+    found = vd.loss_verdicts({"arc": _run("arc", smooth), "composite": _run("composite", zigzag)}, **FAST)
+    assert all(v.holds is False for v in found)
+
+
+def test_control_verdicts_from_runs():
+    pred = pd.DataFrame({"well_type": ["negative_control"] * 20 + ["positive_control"] * 20,
+                         "top1_prob": np.r_[_shift(0.2, 20), _shift(0.9, 20)]})
+    (v,) = vd.control_verdicts({"clean": _run("composite", [0.5, 0.6], seed=3, predictions=pred)}, **FAST)
+    assert v.claim == "sec2.2-controls-clean" and v.holds is True and v.seeds == (3,)
+
+
+def test_grad_camo_verdicts_from_frames():
+    n = 30
+    clean = pd.DataFrame({"grad_camo": _shift(0.7, n), "cell_fraction": _shift(0.4, n), "experiment": np.repeat(list("abc"), 10)})
+    per_image = pd.concat([pd.DataFrame({"site_id": np.arange(n), "model": model, "sites": "cue", "grad_camo": g,
+                                         "experiment": np.repeat(list("abc"), 10)})
+                           for model, g in (("clean", _shift(0.7, n)), ("cheating", _shift(0.4, n)))])
+    found = vd.grad_camo_verdicts(clean, per_image, seeds=[0], **FAST)
+    assert [v.claim for v in found] == ["gradcamo-above-area", "gradcamo-cheating-cue"]
+    assert all(v.holds is True for v in found) and "grouped (3 groups)" in found[0].interval_method
+
+
+def test_pseudo_label_and_filter_verdicts_on_tiny_models():
+    import torch
+
+    from rxlib.explain.embeddings import figure10_layers
+    from rxlib.models import build_model
+
+    torch.manual_seed(0)
+    a, b = build_model("tiny_densenet", 6, embedding_dim=16), build_model("tiny_densenet", 6, embedding_dim=16)
+    junk = np.array([0, 0, 0, 0, 1, 1], bool)
+    x = RNG.normal(size=(12, 16))
+    y = np.repeat([0, 1, 2], 4)
+    found = vd.pseudo_label_verdicts({"without PL": a, "with PL": b}, junk, {"without PL": (x, y), "with PL": (x, y)}, **FAST)
+    assert [v.claim for v in found] == ["fig7-arc-spread", "fig7-arc-junk", "fig8-softmax-spread", "fig8-softmax-junk",
+                                        "fig9-feature-separation"]
+    assert found[-1].estimate == 0.0 and found[-1].holds is False  # the same features: no increase
+    filters = vd.filter_verdicts(a, a, figure10_layers(a), **FAST)
+    assert len(filters) == 4 and all(v.holds is False for v in filters)  # a model against itself
+
+
+def test_channel_verdicts_pick_eq15_and_dcmix():
+    planted = pd.DataFrame(np.eye(6)[[0, 1, 2, 3, 4, 5]] + 0.1 * np.arange(6), index=pd.Index(range(6), name="class_id"),
+                           columns=[f"w{i}" for i in range(1, 7)])
+    labels = np.repeat(np.arange(6), 3)
+    good = planted.loc[labels].to_numpy() + 0.01 * RNG.random((18, 6))
+    found = vd.channel_verdicts({"eq15_printed[L]": good, "occlusion_mean": good, "DCMIX (per class)": planted},
+                                labels, planted, **FAST)
+    assert [v.claim for v in found] == ["channels-top1-eq15_printed[L]", "channels-spearman-eq15_printed[L]",
+                                        "channels-top1-DCMIX_(per_class)", "channels-spearman-DCMIX_(per_class)"]
+    assert [v.source for v in found] == ["paper", "paper", "DCMIX", "DCMIX"]
+    assert found[1].holds is True
