@@ -219,7 +219,8 @@ class Verdict:
     def interval_text(self) -> str:
         if not (np.isfinite(self.ci_low) and np.isfinite(self.ci_high)):
             return f"no interval ({self.n} {self.unit})"
-        return f"{self.confidence:.0%} CI {self.ci_low:+.4g} to {self.ci_high:+.4g} over {self.n} {self.unit}"
+        how = f", {self.interval_method}" if self.interval_method else ""
+        return f"{self.confidence:.0%} CI {self.ci_low:+.4g} to {self.ci_high:+.4g} over {self.n} {self.unit}{how}"
 
     def sentence(self) -> str:
         """The verdict in one sentence, built from the numbers."""
