@@ -637,11 +637,16 @@ def channel_verdicts(importances: dict, labels, planted: pd.DataFrame, *, method
 # --- tables, files, captions ---------------------------------------------------------------------------
 
 
-def verdicts_table(verdicts: Iterable[Verdict]) -> pd.DataFrame:
+#: The columns :func:`verdicts_table` keeps with ``brief=True`` (for display in a notebook).
+BRIEF_COLUMNS = ("claim", "statement", "estimate", "ci_low", "ci_high", "n", "unit", "n_seeds", "criterion", "verdict")
+
+
+def verdicts_table(verdicts: Iterable[Verdict], *, brief: bool = False) -> pd.DataFrame:
     """One row per verdict: the paper's statement, our estimate, CI, seeds and holds / does not hold /
-    undecided (columns :data:`VERDICT_COLUMNS` less ``notebook``)."""
+    undecided (columns :data:`VERDICT_COLUMNS` less ``notebook``; :data:`BRIEF_COLUMNS` with ``brief``)."""
     rows = [v.as_row() for v in verdicts]
-    return pd.DataFrame(rows, columns=[c for c in VERDICT_COLUMNS if c != "notebook"])
+    frame = pd.DataFrame(rows, columns=[c for c in VERDICT_COLUMNS if c != "notebook"])
+    return frame[list(BRIEF_COLUMNS)] if brief else frame
 
 
 def default_verdicts_path() -> Path:

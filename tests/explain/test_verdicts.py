@@ -161,6 +161,7 @@ def test_verdicts_table_columns():
     table = vd.verdicts_table([vd.randomisation_verdict("Grad-CAM", _shift(0.1), **FAST)])
     assert list(table.columns) == [c for c in vd.VERDICT_COLUMNS if c != "notebook"]
     assert table.loc[0, "verdict"] == "holds" and table.loc[0, "criterion"].endswith("< 0.5")
+    assert list(vd.verdicts_table([], brief=True).columns) == list(vd.BRIEF_COLUMNS)
 
 
 # --- the adapters the notebooks call -------------------------------------------------------------------
