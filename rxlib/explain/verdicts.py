@@ -660,7 +660,9 @@ def write_verdicts(verdicts: Iterable[Verdict], path: str | Path | None = None, 
                    timeout: float = 60.0) -> pd.DataFrame:
     """Merge a notebook's verdicts into the shared table: its old rows are replaced, other notebooks'
     rows are kept; the file is rewritten atomically (:func:`rxlib.io.write_csv`) under a lock, so
-    notebooks run side by side do not lose each other's rows.
+    notebooks run side by side do not lose each other's rows. In a folder claimed by an rxlib command
+    (one holding :data:`rxlib.outputs.RECORD_NAME`) the CSV and its lock are added to the record first,
+    so that ``--overwrite`` removes them and they never count as foreign files.
 
     Args:
         verdicts: this notebook's verdicts (all of them: rows of an earlier run are dropped).
@@ -677,6 +679,7 @@ def write_verdicts(verdicts: Iterable[Verdict], path: str | Path | None = None, 
     from filelock import FileLock
 
     from rxlib.io import write_csv
+    from rxlib.outputs import RECORD_NAME, record_written
 
     if not notebook:
         raise ValueError("notebook must name the notebook whose rows these are")
@@ -686,7 +689,10 @@ def write_verdicts(verdicts: Iterable[Verdict], path: str | Path | None = None, 
     new.insert(0, "notebook", notebook)
     if new["claim"].duplicated().any():
         raise ValueError(f"duplicate claims in one notebook: {sorted(new.loc[new['claim'].duplicated(), 'claim'])}")
-    with FileLock(str(path) + ".lock", timeout=timeout):
+    lock = Path(str(path) + ".lock")
+    if (path.parent / RECORD_NAME).is_file():  # a folder claimed by an rxlib command: list what we leave there
+        record_written(path.parent, [path, lock])
+    with FileLock(str(lock), timeout=timeout):
         if path.is_file():
             old = pd.read_csv(path, dtype={"seeds": str})
             missing = set(VERDICT_COLUMNS) - set(old.columns)

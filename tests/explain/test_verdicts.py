@@ -152,6 +152,11 @@ def test_write_verdicts_merges_and_replaces(tmp_path):
         vd.write_verdicts([b, b], path, notebook="07_gradcam")
     with pytest.raises(ValueError, match="name the notebook"):
         vd.write_verdicts([b], path, notebook="")
+    from rxlib.outputs import RECORD_NAME, read_record
+
+    (path.parent / RECORD_NAME).write_text("")  # a folder claimed by an rxlib command: the files are recorded
+    vd.write_verdicts([b], path, notebook="07_gradcam")
+    assert {"verdicts.csv", "verdicts.csv.lock"} <= read_record(path.parent)
     pd.DataFrame({"x": [1]}).to_csv(path, index=False)
     with pytest.raises(ValueError, match="not a verdicts table"):
         vd.write_verdicts([b], path, notebook="07_gradcam")
