@@ -12,6 +12,14 @@ yet a larger distance means *less* agreement. Both readings are here: ``reading=
 distance itself) and ``reading='agreement'`` (one minus the root-mean-square distance, so larger means
 closer). The evaluation on planted channels says which one recovers them.
 
+The formula as printed is the default: the distance is taken between the CAM (in [0, 1]) and the
+channel image *as the network sees it*, without rescaling (``scaling='literal'``). The paper does not
+rescale, so this is the literal reading, even though a channel's brightness then weighs in its
+distance. ``scaling='rescaled'`` min-max scales each channel to [0, 1] first, the named alternative;
+:func:`channel_importances` and :func:`importance_methods` produce both (``eq15_printed`` and
+``eq15_printed_rescaled``, ``eq15_agreement`` and ``eq15_agreement_rescaled``), so both appear in the
+method table.
+
 DCMIX (Learning Channel Importance for High Content Imaging with Interpretable Deep Input Channel
 Mixing): a trainable layer in front of the network mixes the input channels by alpha compositing with
 non-negative weights that sum to one (a softmax over learnable logits); the learnt weights are the
@@ -48,7 +56,8 @@ def eq15_attention(
     images: torch.Tensor,
     *,
     reading: str = "printed",
-    scale_channels: bool = True,
+    scaling: str = "literal",
+    scale_channels: bool | None = None,
 ) -> torch.Tensor:
     """Channel attention of eq. 15: distance between the CAM and each image channel.
 
@@ -58,19 +67,29 @@ def eq15_attention(
         images: ``(B, C, H, W)`` or ``(C, H, W)``; not modified.
         reading: ``'printed'``: ``Attention_i = ||L_CAM - Image_i||_2`` max-normalised, exactly as
             printed (larger = further from the CAM). ``'agreement'``: ``1 - ||L_CAM - Image_i||_2 /
-            sqrt(H W)`` (one minus the RMS distance, in [0, 1] for maps in [0, 1]), max-normalised;
-            larger = closer to the CAM, the meaning the paper's text gives.
-        scale_channels: min-max scale each channel to [0, 1] before the distance (the paper does
-            not say; without it a channel's brightness decides its distance). False uses raw values.
+            sqrt(H W)`` (one minus the RMS distance, in [0, 1] for maps in [0, 1]; negative for a
+            channel further than 1 on average from the CAM, possible with ``scaling='literal'``),
+            divided by its largest absolute value; larger = closer to the CAM, the meaning the
+            paper's text gives.
+        scaling: ``'literal'`` (default, eq. 15 as printed: the channel values as given, no
+            rescaling) or ``'rescaled'`` (each channel min-max scaled to [0, 1] per image first, so
+            that brightness does not decide the distance).
+        scale_channels: older spelling of ``scaling``: True = ``'rescaled'``, False = ``'literal'``;
+            when given it wins over ``scaling``.
 
     Returns:
-        ``(B, C)`` (or ``(C,)`` for unbatched input) attention, maximum 1 per image.
+        ``(B, C)`` (or ``(C,)`` for unbatched input) attention divided by the largest absolute value
+        per image (maximum 1 whenever some value is positive).
 
     Raises:
         ValueError: shapes that do not match, or an unknown reading.
     """
     if reading not in ("printed", "agreement"):
         raise ValueError(f"reading must be 'printed' or 'agreement', got {reading!r}")
+    if scale_channels is not None:
+        scaling = "rescaled" if scale_channels else "literal"
+    if scaling not in ("literal", "rescaled"):
+        raise ValueError(f"scaling must be 'literal' or 'rescaled', got {scaling!r}")
     unbatched = images.ndim == 3
     if unbatched:
         images, cam = images[None], cam[None]
@@ -79,14 +98,15 @@ def eq15_attention(
         raise ValueError(f"cam of shape {tuple(cam.shape)} does not match images {tuple(images.shape)}; "
                          "upsample the CAM to the image size")
     images = images.to(device=cam.device, dtype=torch.float32)
-    if scale_channels:
+    if scaling == "rescaled":
         b, c, h, w = images.shape
         images = minmax_normalise(images.reshape(b * c, h, w)).reshape(b, c, h, w)
     distance = torch.linalg.vector_norm(images - cam[:, None].float(), dim=(2, 3))
     if reading == "printed":
         attention = distance
     else:
-        attention = (1.0 - distance / np.sqrt(images.shape[2] * images.shape[3])).clamp_min(0.0)
+        # no clamp at 0: far channels (literal scaling) keep their order instead of tying at 0
+        attention = 1.0 - distance / np.sqrt(images.shape[2] * images.shape[3])
     attention = max_normalise(attention)
     return attention[0] if unbatched else attention
 
@@ -360,7 +380,15 @@ def channel_importance_summary(importances: dict[str, np.ndarray | torch.Tensor 
 
 
 #: Methods computed by :func:`channel_importances`, in table order.
-IMPORTANCE_METHODS: tuple[str, ...] = ("eq15_printed", "eq15_agreement", "occlusion_mean", "occlusion_zero", "grad_x_input")
+IMPORTANCE_METHODS: tuple[str, ...] = ("eq15_printed", "eq15_printed_rescaled", "eq15_agreement", "eq15_agreement_rescaled",
+                                       "occlusion_mean", "occlusion_zero", "grad_x_input")
+
+#: The eq. 15 methods: name -> (reading, scaling) of :func:`eq15_attention`. The unsuffixed names are
+#: the literal formula (no rescaling of the channels), the default.
+EQ15_METHODS: dict[str, tuple[str, str]] = {
+    "eq15_printed": ("printed", "literal"), "eq15_printed_rescaled": ("printed", "rescaled"),
+    "eq15_agreement": ("agreement", "literal"), "eq15_agreement_rescaled": ("agreement", "rescaled"),
+}
 
 
 def channel_importances(
@@ -392,9 +420,9 @@ def channel_importances(
     out: dict[str, torch.Tensor] = {}
     if any(m.startswith("eq15") for m in methods):
         cam = grad_cam(model, images, cell_type, targets, layer=layer, head=head, upsample=True, normalise=True)
-        for reading in ("printed", "agreement"):
-            if f"eq15_{reading}" in methods:
-                out[f"eq15_{reading}"] = eq15_attention(cam, images, reading=reading)
+        for name, (reading, scaling) in EQ15_METHODS.items():
+            if name in methods:
+                out[name] = eq15_attention(cam, images, reading=reading, scaling=scaling)
     for fill in ("mean", "zero"):
         if f"occlusion_{fill}" in methods:
             out[f"occlusion_{fill}"] = occlusion_importance(model, images, cell_type, targets, fill=fill, head=head)
@@ -429,7 +457,9 @@ def importance_methods(model: nn.Module, images: torch.Tensor, cell_type: torch.
     Args:
         model: an RxNet.
         images: ``(N, C, H, W)`` normalised images; ``cell_type`` ``(N, 4)``; ``labels`` ``(N,)`` targets.
-        cam_layers: ``{short name: layer}``; each adds ``eq15_printed[name]`` and ``eq15_agreement[name]``.
+        cam_layers: ``{short name: layer}``; each adds the four eq. 15 methods of :data:`EQ15_METHODS`,
+            ``eq15_printed[name]`` (the literal default), ``eq15_printed_rescaled[name]``,
+            ``eq15_agreement[name]`` and ``eq15_agreement_rescaled[name]``.
         batch_size: images per pass.
         methods: the CAM-free methods of :data:`IMPORTANCE_METHODS` to add.
 
@@ -444,7 +474,7 @@ def importance_methods(model: nn.Module, images: torch.Tensor, cell_type: torch.
         sl = slice(start, start + batch_size)
         x, ct, y = images[sl], None if cell_type is None else cell_type[sl], labels[sl]
         for name, layer in cam_layers.items():
-            found = channel_importances(model, x, ct, y, layer=layer, methods=("eq15_printed", "eq15_agreement"))
+            found = channel_importances(model, x, ct, y, layer=layer, methods=tuple(EQ15_METHODS))
             for method, values in found.items():
                 parts.setdefault(f"{method}[{name}]", []).append(values)
         for method, values in channel_importances(model, x, ct, y, methods=tuple(methods)).items():

@@ -35,14 +35,29 @@ def test_eq15_batched_scaling_and_errors():
     images = torch.rand(2, 6, 8, 8, generator=gen) * 100
     images[:, 4] = 50 * cam + 3  # channel 5 = the CAM, up to scale and offset
     before = images.clone()
-    att = eq15_attention(cam, images, reading="agreement")
+    # the rescaled reading (no longer the default) finds the channel whatever its scale and offset
+    att = eq15_attention(cam, images, reading="agreement", scaling="rescaled")
     assert att.shape == (2, 6) and torch.equal(images, before)
     assert att.argmax(1).tolist() == [4, 4] and torch.allclose(att.max(1).values, torch.ones(2))
-    assert eq15_attention(cam, images).argmin(1).tolist() == [4, 4]  # printed form: smallest distance
+    assert eq15_attention(cam, images, scaling="rescaled").argmin(1).tolist() == [4, 4]  # printed form: smallest distance
+    assert torch.equal(eq15_attention(cam, images, scale_channels=True), eq15_attention(cam, images, scaling="rescaled"))
     with pytest.raises(ValueError, match="upsample"):
         eq15_attention(cam[:, :4], images)
     with pytest.raises(ValueError, match="reading"):
         eq15_attention(cam, images, reading="inverse")
+    with pytest.raises(ValueError, match="scaling"):
+        eq15_attention(cam, images, scaling="zscore")
+
+
+def test_eq15_literal_is_the_default():
+    """Eq. 15 as printed: the distance to the channel values as given, no rescaling."""
+    cam = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    image = torch.stack([10 * cam, torch.zeros(2, 2)])  # literal distances 9 and 1; rescaled 0 and 1
+    torch.testing.assert_close(eq15_attention(cam, image), torch.tensor([1.0, 1 / 9]))
+    assert torch.equal(eq15_attention(cam, image), eq15_attention(cam, image, scale_channels=False))
+    torch.testing.assert_close(eq15_attention(cam, image, scaling="rescaled"), torch.tensor([0.0, 1.0]))
+    # agreement 1 - d / 2 = -3.5 and 0.5, divided by the largest absolute value 3.5 (no clamp at 0)
+    torch.testing.assert_close(eq15_attention(cam, image, reading="agreement"), torch.tensor([-1.0, 0.5 / 3.5]))
 
 
 def test_occlusion_and_grad_x_input_recover_channel_3(channel3_model):

@@ -69,7 +69,8 @@ def test_importance_methods_over_batches(tiny_model, batch):
     images, cell_type = batch
     before = images.clone()
     found = importance_methods(tiny_model, images, cell_type, [0, 1, 2], cam_layers={"L": "denseblock2"}, batch_size=2)
-    assert set(found) == {"eq15_printed[L]", "eq15_agreement[L]", "occlusion_mean", "grad_x_input"}
+    assert set(found) == {"eq15_printed[L]", "eq15_printed_rescaled[L]", "eq15_agreement[L]", "eq15_agreement_rescaled[L]",
+                          "occlusion_mean", "grad_x_input"}
     assert all(v.shape == (3, 6) for v in found.values())
     assert torch.equal(images, before)
     with pytest.raises(ValueError, match="labels"):
