@@ -167,9 +167,15 @@ def _widget_html(model_id: str, states: dict[str, dict], seen: set[str] | None =
         return f"<div>{state.get('value', '')}</div>"
     if name == "LabelModel":
         return f'<div class="rx-widget-control">{html.escape(str(state.get("value", "")))}</div>'
+    if name in ("FloatProgressModel", "IntProgressModel"):  # e.g. tqdm's bar
+        return (f'<progress value="{float(state.get("value", 0))}" max="{float(state.get("max", 100))}">'
+                f'{html.escape(str(state.get("value", "")))}</progress>')
     children = [_model_ref(c) for c in state.get("children", []) or []]
     if children and any(children):
-        return "".join(_widget_html(c, states, seen) for c in children if c)
+        inner = "".join(_widget_html(c, states, seen) for c in children if c)
+        if name == "HBoxModel":
+            return f'<div style="display:flex;gap:6px;align-items:center">{inner}</div>'
+        return inner
     if "value" in state and not name.endswith("LayoutModel") and not name.endswith("StyleModel"):
         value = state["value"]
         labels = state.get("_options_labels")
@@ -178,6 +184,24 @@ def _widget_html(model_id: str, states: dict[str, dict], seen: set[str] | None =
         description = state.get("description", "") or name.replace("Model", "")
         return f'<div class="rx-widget-control">{html.escape(str(description))}: {html.escape(str(value))}</div>'
     return ""
+
+
+#: Widgets that only show something (text, picture, progress): their snapshot needs no "interactive" note.
+_DISPLAY_ONLY = {"HTMLModel", "HTMLMathModel", "LabelModel", "ImageModel", "FloatProgressModel", "IntProgressModel",
+                 "HBoxModel", "VBoxModel", "BoxModel"}
+
+
+def _interactive(model_id: str, states: dict[str, dict], seen: set[str] | None = None) -> bool:
+    """Whether the widget tree under ``model_id`` holds a control a reader could move."""
+    seen = set() if seen is None else seen
+    if model_id in seen or model_id not in states:
+        return False
+    seen.add(model_id)
+    entry = states[model_id]
+    if entry.get("model_name", "") not in _DISPLAY_ONLY:
+        return True
+    children = [_model_ref(c) for c in (entry.get("state", {}) or {}).get("children", []) or []]
+    return any(_interactive(c, states, seen) for c in children if c)
 
 
 def _snapshot_widgets(nb) -> int:
@@ -192,7 +216,9 @@ def _snapshot_widgets(nb) -> int:
             view = data[WIDGET_VIEW]
             model_id = view.get("model_id") if isinstance(view, dict) else None
             body = _widget_html(model_id, states) if model_id else ""
-            if body:
+            if body and not _interactive(model_id, states):  # a progress bar, a label: just what it showed
+                snapshot = body
+            elif body:
                 snapshot = (f'<div class="rx-widget-snapshot">{body}</div>'
                             '<div class="rx-widget-note">Interactive widget, shown as it was when the notebook ran; '
                             "open the notebook in Jupyter to use it.</div>")

@@ -65,11 +65,14 @@ def class_distribution(samples: pd.Series, title: str = "") -> Figure:
         for x, n in zip(sets.index, sets.to_numpy()):
             right.text(x, n, str(int(n)), ha="center", va="bottom", fontsize=8)
     right.set_ylim(0, sets.max() * 1.15)
+    right.set_xlim(sets.index.min() - 1, sets.index.max() + 1)  # one set alone still gets an integer axis
     right.set_xlabel("samples per class $x$ (set $S_x$)")
     right.set_ylabel("classes")
     right.set_title("Class sets", fontsize=10)
     for axis in (left.xaxis, left.yaxis, right.xaxis, right.yaxis):  # ids and counts are integers
-        axis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if len(sets) <= 6:  # few sets: a tick under each bar
+        right.set_xticks(sets.index.to_numpy())
     return fig
 
 

@@ -114,8 +114,14 @@ def test_figure9_legend_names_every_class():
     assert [t.get_text() for t in fig.legends[0].get_texts()] == ["class 3", "class 7", "class 11"]
 
 
-def test_figure2_integer_ticks():
-    fig = FIGURES["fig02_class_distribution"]()
+@pytest.mark.parametrize("samples", [
+    pd.Series(RNG.integers(20, 40, 30), index=np.arange(30)),   # many class sets
+    pd.Series([32] * 16, index=np.arange(16)),                  # one class set (the smoke data set)
+    pd.Series([29, 31, 32, 33, 33], index=[0, 1, 2, 3, 5]),     # a few sets, a class id missing
+])
+def test_figure2_integer_ticks(samples):
+    fig = D.class_distribution(samples)
+    assert checks.layout_problems(fig) == []
     for ax in fig.axes:
         assert checks.non_integer_ticks(ax, "x") == [] and checks.non_integer_ticks(ax, "y") == []
 

@@ -81,3 +81,15 @@ def test_write_html_of_reproduce_uses_the_offline_exporter(tmp_path):
     _write_html(tmp_path / "n.ipynb", tmp_path / "n.html")
     page = (tmp_path / "n.html").read_text(encoding="utf-8")
     assert "<math" in page and remote_references(page) == []
+
+
+def test_progress_bar_widget_is_shown_without_the_interactive_note():
+    nb = _notebook()
+    nb.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"] = {
+        "box": {"model_name": "HBoxModel", "state": {"children": ["IPY_MODEL_a", "IPY_MODEL_bar"]}},
+        "a": {"model_name": "HTMLModel", "state": {"value": "intensities: 100%"}},
+        "bar": {"model_name": "FloatProgressModel", "state": {"value": 5.0, "max": 5.0}},
+    }
+    page = notebook_html(nb)
+    assert '<progress max="5.0" value="5.0">' in page or '<progress value="5.0" max="5.0">' in page
+    assert "intensities: 100%" in page and "Interactive widget" not in page
