@@ -137,7 +137,7 @@ def accuracy_bars(table: pd.DataFrame, columns: tuple[str, ...] = ("acc_softmax"
         ax.axhline(chance, color="grey", linestyle=":", label="chance")
     ax.set_xticks(positions, table["run"], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("held-out accuracy")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)  # off the bars
     if title:
         ax.set_title(title, fontsize=10)
     return fig
