@@ -176,8 +176,8 @@ def _widget_html(model_id: str, states: dict[str, dict], seen: set[str] | None =
         if name == "HBoxModel":
             return f'<div style="display:flex;gap:6px;align-items:center">{inner}</div>'
         return inner
-    if "value" in state and not name.endswith("LayoutModel") and not name.endswith("StyleModel"):
-        value = state["value"]
+    if ("value" in state or "index" in state) and not name.endswith(("LayoutModel", "StyleModel")):
+        value = state.get("value", "")  # selection widgets store only the index into their labels
         labels = state.get("_options_labels")
         if isinstance(state.get("index"), int) and labels:
             value = labels[state["index"]]

@@ -79,6 +79,20 @@ widgets.VBox([widgets.IntSlider(value=3, description="sample"), widgets.Image(va
 """
 
 
+EXPLORER_CODE = """\
+import torch
+from rxlib.data import RxRx1Dataset
+from rxlib.explain.explorer import gradcam_explorer
+from rxlib.models import build_model
+
+torch.set_num_threads(1)
+torch.manual_seed(0)
+dataset = RxRx1Dataset({root!r})
+model = build_model("tiny_densenet", int(dataset.table["label"].max()) + 1, embedding_dim=32)
+gradcam_explorer(model, dataset, layers=["denseblock1", "denseblock3"], class_id=3)
+"""
+
+
 def synthetic_notebook():
     """An unexecuted notebook with markdown math, a figure, a wide DataFrame, a latex output and a widget."""
     import nbformat
@@ -100,8 +114,9 @@ def _requirements() -> None:
 
 
 @pytest.fixture(scope="module")
-def reports(tmp_path_factory) -> list[Path]:
-    """HTML reports of notebook 01 (smoke) and of the synthetic notebook."""
+def reports(tmp_path_factory, explorer_root) -> list[Path]:
+    """HTML reports of notebook 01 (smoke), of the synthetic notebook and of the Grad-CAM explorer on a
+    tiny synthetic RxRx1 (``explorer_root`` of tests/browser/conftest.py)."""
     _requirements()
     import nbformat
     from nbclient import NotebookClient
@@ -109,10 +124,14 @@ def reports(tmp_path_factory) -> list[Path]:
     from rxlib.report_html import write_notebook_html
 
     folder = tmp_path_factory.mktemp("reports")
-    executed = synthetic_notebook()
-    NotebookClient(executed, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(folder)}}).execute()
-    nbformat.write(executed, folder / "synthetic.ipynb")
-    write_notebook_html(folder / "synthetic.ipynb", folder / "synthetic.html")
+    explorer = nbformat.v4.new_notebook()
+    explorer.cells = [nbformat.v4.new_code_cell(EXPLORER_CODE.format(root=str(explorer_root)))]
+    explorer.metadata["kernelspec"] = synthetic_notebook().metadata["kernelspec"]
+    for name, executed in (("synthetic", synthetic_notebook()), ("explorer", explorer)):
+        NotebookClient(executed, kernel_name="python3", timeout=300,
+                       resources={"metadata": {"path": str(folder)}}).execute()
+        nbformat.write(executed, folder / f"{name}.ipynb")
+        write_notebook_html(folder / f"{name}.ipynb", folder / f"{name}.html")
 
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""), MPLBACKEND="Agg")
     run = subprocess.run([sys.executable, "-m", "rxlib.cli", "reproduce", "--profile", "smoke", "--only",
@@ -120,7 +139,7 @@ def reports(tmp_path_factory) -> list[Path]:
                          env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     pages = sorted(folder.glob("*.html"))
-    assert {p.name for p in pages} >= {"synthetic.html", "01_dataset_stats.html"}
+    assert {p.name for p in pages} >= {"synthetic.html", "explorer.html", "01_dataset_stats.html"}
     return pages
 
 
@@ -197,3 +216,11 @@ def test_synthetic_report_shows_math_figure_table_and_widget(checked):
 def test_notebook01_report_has_its_figures(checked):
     result = checked["01_dataset_stats.html"]
     assert result["n_images"] >= 5
+
+
+def test_explorer_report_shows_its_first_picture(checked):
+    """The explorer's static snapshot: the PNG it drew when the cell ran, loaded (checked above), and the
+    values of its controls."""
+    result = checked["explorer.html"]
+    assert result["n_images"] >= 1 and result["broken"] == []
+    assert "rx-widget-snapshot" in result["html"] and "data:image/png;base64," in result["html"]

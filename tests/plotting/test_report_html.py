@@ -29,8 +29,10 @@ def _notebook(widget_state: bool = True):
     if widget_state:
         nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"version_major": 2, "version_minor": 0, "state": {
             "box": {"model_name": "VBoxModel", "model_module": "@jupyter-widgets/controls", "model_module_version": "2.0.0",
-                    "state": {"children": ["IPY_MODEL_slider", "IPY_MODEL_image", "IPY_MODEL_info"]}},
+                    "state": {"children": ["IPY_MODEL_slider", "IPY_MODEL_layer", "IPY_MODEL_image", "IPY_MODEL_info"]}},
             "slider": {"model_name": "IntSliderModel", "state": {"value": 3, "description": "sample"}},
+            "layer": {"model_name": "DropdownModel", "state": {"index": 1, "_options_labels": ["db1", "db3"],
+                                                               "description": "layer"}},
             "image": {"model_name": "ImageModel", "state": {"format": "png"},
                       "buffers": [{"path": ["value"], "data": PNG, "encoding": "base64"}]},
             "info": {"model_name": "HTMLModel", "state": {"value": "<b>site</b> HEPG2-01_1_B02_1"}},
@@ -53,6 +55,7 @@ def test_page_has_mathml_no_raw_tex_and_no_remote_scripts():
 def test_widget_view_becomes_its_stored_snapshot():
     page = notebook_html(_notebook())
     assert f"data:image/png;base64,{PNG}" in page and "HEPG2-01_1_B02_1" in page and "sample: 3" in page
+    assert "layer: db3" in page
     assert "widget-view+json" not in page and "widget-state+json" not in page
 
 
