@@ -93,6 +93,17 @@ gradcam_explorer(model, dataset, layers=["denseblock1", "denseblock3"], class_id
 """
 
 
+#: A notebook-02..08-style cell: save a package figure, end with ``fig``; it must be shown once.
+CODE_FIGURE_ONCE = """\
+import tempfile
+from rxlib.plotting import save_figure
+from rxlib.plotting.explain import plot_channel_attention
+fig = plot_channel_attention({"eq. 15": [1.0, 0.5, 0.2], "planted": [0.0, 0.0, 1.0]}, title="Figure 12")
+save_figure(fig, "fig12_channel_attention", out_dir=tempfile.mkdtemp())
+fig
+"""
+
+
 def synthetic_notebook():
     """An unexecuted notebook with markdown math, a figure, a wide DataFrame, a latex output and a widget."""
     import nbformat
@@ -100,7 +111,7 @@ def synthetic_notebook():
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell(MARKDOWN_MATH), nbformat.v4.new_code_cell(CODE_FIGURE),
                 nbformat.v4.new_code_cell(CODE_TABLE), nbformat.v4.new_code_cell(CODE_LATEX),
-                nbformat.v4.new_code_cell(CODE_WIDGET)]
+                nbformat.v4.new_code_cell(CODE_WIDGET), nbformat.v4.new_code_cell(CODE_FIGURE_ONCE)]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     return nb
 
@@ -224,3 +235,11 @@ def test_explorer_report_shows_its_first_picture(checked):
     result = checked["explorer.html"]
     assert result["n_images"] >= 1 and result["broken"] == []
     assert "rx-widget-snapshot" in result["html"] and "data:image/png;base64," in result["html"]
+
+
+def test_a_saved_figure_ending_a_cell_is_shown_once(reports):
+    import nbformat
+
+    executed = nbformat.read(reports[0].parent / "synthetic.ipynb", as_version=4)
+    last = executed.cells[-1]
+    assert sum("image/png" in out.get("data", {}) for out in last.outputs) == 1
