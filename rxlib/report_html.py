@@ -38,7 +38,7 @@ OFFLINE_CSS = """
 .jp-OutputArea-output { overflow-x: auto; max-width: 100%; }
 .jp-OutputArea-output img { max-width: 100%; height: auto; }
 .jp-RenderedHTMLCommon table { font-size: 12px; }
-math[display="block"] { display: block; margin: 0.8em 0; overflow-x: auto; }
+math[display="block"] { margin: 0.8em 0; overflow-x: auto; }
 .rx-widget-snapshot { border: 1px solid #d0d0d0; padding: 6px; display: inline-block; max-width: 100%; }
 .rx-widget-note { color: #666; font-size: 11px; margin: 2px 0 6px 0; }
 .rx-widget-control { font-size: 12px; color: #333; }
