@@ -317,11 +317,10 @@ def _keep_failed(tmp: Path, failed: Path) -> str:
 
 
 def _write_html(executed: Path, html: Path) -> None:
-    from nbconvert import HTMLExporter
+    # self-contained: math as MathML, widgets as their stored snapshot, no CDN scripts (rxlib.report_html)
+    from rxlib.report_html import write_notebook_html
 
-    body, _ = HTMLExporter().from_filename(str(executed))
-    with atomic_path(html) as tmp:
-        tmp.write_text(body, encoding="utf-8")
+    write_notebook_html(executed, html)
 
 
 def _sha256(path: Path) -> str:

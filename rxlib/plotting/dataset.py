@@ -13,10 +13,16 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from ..config import CELL_TYPES, CHANNELS
-from .composite import rgb_composite, stretch
+from matplotlib.ticker import MaxNLocator
 
-WELL_TYPE_COLOURS = {"empty (border, not imaged)": "#f0f0f0", "not used": "#d9d9d9", "treatment": "#4c72b0",
-                     "positive_control": "#dd8452", "negative_control": "#55a868"}
+from .composite import rgb_composite, stretch
+from .style import OKABE_ITO, category_colours
+
+#: Plate-layout colours: greys for wells without samples, Okabe-Ito for the three kinds of sample.
+WELL_TYPE_COLOURS = {"empty (border, not imaged)": "#f0f0f0", "not used": "#d9d9d9", "treatment": OKABE_ITO[3],
+                     "positive_control": OKABE_ITO[4], "negative_control": OKABE_ITO[2]}
+#: The two sources of the realism check.
+SOURCE_PALETTE = {"real RxRx1": OKABE_ITO[0], "synthetic": OKABE_ITO[1]}
 
 
 def channel_panel(stack: np.ndarray, title: str = "") -> Figure:
@@ -47,31 +53,44 @@ def class_distribution(samples: pd.Series, title: str = "") -> Figure:
     """Figure 2: number of training samples of every treatment class, and the class sets S_x."""
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.4), constrained_layout=True,
                                       gridspec_kw={"width_ratios": [3, 1]})
-    left.bar(samples.index.to_numpy(), samples.to_numpy(), width=1.0, color="#4c72b0")
+    left.bar(samples.index.to_numpy(), samples.to_numpy(), width=1.0, color=OKABE_ITO[3])
     left.set_xlabel("class id")
     left.set_ylabel("training samples (wells)")
     left.set_ylim(0, samples.max() * 1.1)
     left.set_title(title or "Samples per class", fontsize=10)
+    # class sets S_x: x (samples per class) on a numeric axis, so that many sets do not crowd the labels
     sets = samples.value_counts().sort_index()
-    right.bar([f"$S_{{{int(x)}}}$" for x in sets.index], sets.to_numpy(), color="#dd8452")
-    for i, n in enumerate(sets.to_numpy()):
-        right.text(i, n, str(int(n)), ha="center", va="bottom", fontsize=8)
+    right.bar(sets.index.to_numpy(), sets.to_numpy(), width=0.8, color=OKABE_ITO[0])
+    if len(sets) <= 8:  # counts over the bars only while they have room
+        for x, n in zip(sets.index, sets.to_numpy()):
+            right.text(x, n, str(int(n)), ha="center", va="bottom", fontsize=8)
+    right.set_ylim(0, sets.max() * 1.15)
+    right.set_xlim(sets.index.min() - 1, sets.index.max() + 1)  # one set alone still gets an integer axis
+    right.set_xlabel("samples per class $x$ (set $S_x$)")
     right.set_ylabel("classes")
     right.set_title("Class sets", fontsize=10)
+    for axis in (left.xaxis, left.yaxis, right.xaxis, right.yaxis):  # ids and counts are integers
+        axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+    if len(sets) <= 6:  # few sets: a tick under each bar
+        right.set_xticks(sets.index.to_numpy())
     return fig
 
 
 def channel_mean_distribution(intensities: pd.DataFrame, title: str = "") -> Figure:
     """Figure 3: distribution of the per-image mean pixel value, one curve per channel."""
-    fig, ax = plt.subplots(figsize=(7, 3.6), constrained_layout=True)
-    palette = sns.color_palette("tab10", 6)
+    fig, ax = plt.subplots(figsize=(7.5, 3.6), constrained_layout=True)
+    palette = category_colours(len(CHANNELS))
     for c in sorted(intensities["channel"].unique()):
         values = intensities.loc[intensities["channel"] == c, "mean"]
         label = f"w{c} {CHANNELS[c - 1].split(' (')[0]} (var {values.var():.1f})"
-        sns.kdeplot(values, ax=ax, label=label, color=palette[c - 1], fill=False, warn_singular=False)
+        # cut=0: the density ends at the smallest and largest mean seen (a mean pixel value is never
+        # below 0, and the curve must not suggest values outside the data)
+        sns.kdeplot(values, ax=ax, label=label, color=palette[c - 1], fill=False, warn_singular=False, cut=0)
     ax.set_xlabel("mean pixel value of an image")
+    ax.set_ylabel("density")
+    ax.set_ylim(bottom=0)
     ax.set_title(title or "Channel-wise distribution of the mean pixel value", fontsize=10)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     return fig
 
 
@@ -103,10 +122,12 @@ def realism_intensity(real: pd.DataFrame, synthetic: pd.DataFrame) -> Figure:
     both = pd.concat([real.assign(source="real RxRx1"), synthetic.assign(source="synthetic")], ignore_index=True)
     both["channel"] = "w" + both["channel"].astype(str)
     grid = sns.catplot(data=both, x="channel", y="mean", hue="source", col="cell_type", kind="box",
+                       palette=SOURCE_PALETTE,
                        col_order=[c for c in CELL_TYPES if c in set(both["cell_type"])], height=3.0, aspect=0.9,
                        fliersize=1.5, linewidth=0.8)
     grid.set_axis_labels("channel", "mean pixel value of an image")
-    grid.figure.suptitle("Realism check: per-channel intensity, real vs synthetic", y=1.03, fontsize=10)
+    grid.figure.suptitle("Realism check: per-channel intensity, real vs synthetic", fontsize=10)
+    grid.figure.subplots_adjust(top=0.84)  # room for the title inside the canvas
     return grid.figure
 
 
@@ -119,7 +140,8 @@ def realism_nuclei(real: pd.DataFrame, synthetic: pd.DataFrame, reference_side: 
         frames.append(w1.assign(source=name))
     both = pd.concat(frames, ignore_index=True)
     fig, ax = plt.subplots(figsize=(6.5, 3.4), constrained_layout=True)
-    sns.boxplot(data=both, x="cell_type", y="nuclei per 512x512 field", hue="source", ax=ax,
+    sns.boxplot(data=both, x="cell_type", y="nuclei per 512x512 field", hue="source", ax=ax, palette=SOURCE_PALETTE,
                 order=[c for c in CELL_TYPES if c in set(both["cell_type"])], fliersize=1.5, linewidth=0.8)
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, fontsize=8)  # off the boxes
     ax.set_title("Realism check: nuclei per field (Otsu on w1)", fontsize=10)
     return fig

@@ -3,6 +3,12 @@
 
 Every function takes arrays (numpy or torch) and returns a matplotlib Figure; saving is the caller's
 (:func:`rxlib.plotting.save_figure`). matplotlib is imported inside the functions.
+
+The figures are plain ``matplotlib.figure.Figure`` objects, not registered with pyplot (as in
+:mod:`rxlib.plotting.training`): ``%matplotlib inline`` does not draw them on its own at the end of a
+cell, so a notebook cell that ends with ``fig`` shows each figure exactly once. CAMs use viridis and
+categories the Okabe-Ito colours (:mod:`rxlib.plotting.style`), both readable with colour-vision
+deficiencies.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import numpy as np
 
 from rxlib.config import CHANNELS
 from rxlib.plotting.composite import rgb_composite, stretch
+from rxlib.plotting.style import GREY, MAGNITUDE_CMAP, OKABE_ITO, category_colours
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -33,7 +40,7 @@ def _check_pair(image: np.ndarray, cam: np.ndarray) -> None:
         raise ValueError(f"cam of shape {cam.shape} does not match the image's {image.shape[1:]}; upsample it")
 
 
-def plot_cam_overlay(image, cam, *, alpha: float = 0.45, cmap: str = "jet", title: str | None = None) -> Figure:
+def plot_cam_overlay(image, cam, *, alpha: float = 0.45, cmap: str = MAGNITUDE_CMAP, title: str | None = None) -> Figure:
     """RGB composite of a ``(C, H, W)`` image, the CAM, and the CAM over the composite (Figure 11).
 
     Args:
@@ -43,13 +50,14 @@ def plot_cam_overlay(image, cam, *, alpha: float = 0.45, cmap: str = "jet", titl
         cmap: colour map of the CAM.
         title: figure title.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     image, cam = _array(image, "image", 3), _array(cam, "cam", 2)
     _check_pair(image, cam)
     cam = stretch(cam, 0.0, 100.0)
     rgb = rgb_composite(image)
-    fig, axes = plt.subplots(1, 3, figsize=(9, 3.2), constrained_layout=True)
+    fig = Figure(figsize=(9, 3.2), layout="constrained")
+    axes = fig.subplots(1, 3)
     axes[0].imshow(rgb)
     axes[0].set_title("composite")
     im = axes[1].imshow(cam, cmap=cmap, vmin=0, vmax=1)
@@ -65,7 +73,7 @@ def plot_cam_overlay(image, cam, *, alpha: float = 0.45, cmap: str = "jet", titl
     return fig
 
 
-def plot_channel_overlays(image, cam, *, alpha: float = 0.45, cmap: str = "jet",
+def plot_channel_overlays(image, cam, *, alpha: float = 0.45, cmap: str = MAGNITUDE_CMAP,
                           channel_names: Sequence[str] | None = None, attention=None,
                           title: str | None = None) -> Figure:
     """Each channel in grey with the CAM over it, one panel per channel.
@@ -76,7 +84,7 @@ def plot_channel_overlays(image, cam, *, alpha: float = 0.45, cmap: str = "jet",
         channel_names: panel titles (default: the RxRx1 stains for C = 6, else ``ch1``..).
         attention: optional ``(C,)`` channel attention (eq. 15 or another method) shown in the titles.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     image, cam = _array(image, "image", 3), _array(cam, "cam", 2)
     _check_pair(image, cam)
@@ -92,7 +100,8 @@ def plot_channel_overlays(image, cam, *, alpha: float = 0.45, cmap: str = "jet",
     cam = stretch(cam, 0.0, 100.0)
     cols = min(n, 3)
     rows = int(np.ceil(n / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), constrained_layout=True, squeeze=False)
+    fig = Figure(figsize=(3 * cols, 3 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_axis_off()
         if i >= n:
@@ -108,7 +117,7 @@ def plot_channel_overlays(image, cam, *, alpha: float = 0.45, cmap: str = "jet",
 def plot_channel_attention(attention: Mapping[str, Sequence[float]] | Sequence[float], *,
                            channel_names: Sequence[str] | None = None, title: str | None = None) -> Figure:
     """Bar chart of attention per channel (Figure 12); a mapping plots one group of bars per method."""
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     series = dict(attention) if isinstance(attention, Mapping) else {"attention": attention}
     series = {k: _array(v, f"attention[{k}]", 1) for k, v in series.items()}
@@ -116,15 +125,16 @@ def plot_channel_attention(attention: Mapping[str, Sequence[float]] | Sequence[f
     if any(len(v) != n for v in series.values()):
         raise ValueError("all attention vectors must have the same length")
     names = list(channel_names) if channel_names is not None else [f"w{i + 1}" for i in range(n)]
-    fig, ax = plt.subplots(figsize=(1.2 * n + 2, 3.2), constrained_layout=True)
+    fig = Figure(figsize=(1.2 * n + 2, 3.2), layout="constrained")
+    ax = fig.add_subplot()
     width = 0.8 / len(series)
-    for j, (label, values) in enumerate(series.items()):
-        ax.bar(np.arange(n) + (j - (len(series) - 1) / 2) * width, values, width, label=label)
+    for j, (colour, (label, values)) in enumerate(zip(category_colours(len(series)), series.items())):
+        ax.bar(np.arange(n) + (j - (len(series) - 1) / 2) * width, values, width, label=label, color=colour)
     ax.set_xticks(np.arange(n), names)
     ax.set_xlabel("channel")
     ax.set_ylabel("attention (max-normalised)")
-    if len(series) > 1:
-        ax.legend(fontsize=8)
+    if len(series) > 1:  # beside the axes: inside it would cover the tallest bars (often w6)
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     if title:
         ax.set_title(title)
     return fig
@@ -139,9 +149,10 @@ def plot_filter_heatmaps(weights: Mapping[str, np.ndarray], *, stats: Mapping[st
         weights: name -> ``(out_channels, in_channels)`` matrix.
         stats: optional name -> :func:`rxlib.explain.embeddings.filter_band_block_stats` output, quoted in titles.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
-    fig, axes = plt.subplots(1, len(weights), figsize=(5 * len(weights), 4), constrained_layout=True, squeeze=False)
+    fig = Figure(figsize=(5 * len(weights), 4), layout="constrained")
+    axes = fig.subplots(1, len(weights), squeeze=False)
     for ax, (name, w) in zip(axes.flat, weights.items()):
         w = _array(w, f"weights[{name}]", 2)
         lim = float(np.abs(w).max()) or 1.0
@@ -159,24 +170,35 @@ def plot_filter_heatmaps(weights: Mapping[str, np.ndarray], *, stats: Mapping[st
 
 def plot_tsne(frames: Mapping[str, pd.DataFrame], *, title: str | None = None) -> Figure:
     """Side-by-side t-SNE scatter plots (Figures 7-9) from :func:`rxlib.explain.embeddings.tsne_frame`
-    outputs; junk classes (column ``junk``) in blue, the others in grey (or coloured by ``label`` when
-    there is no junk column)."""
-    import matplotlib.pyplot as plt
+    outputs; junk classes (column ``junk``) in blue, the others in grey (or one Okabe-Ito colour per
+    ``label`` when there is no junk column), with one legend for all panels."""
+    from matplotlib.figure import Figure
 
-    fig, axes = plt.subplots(1, len(frames), figsize=(4.5 * len(frames), 4.2), constrained_layout=True, squeeze=False)
+    fig = Figure(figsize=(4.5 * len(frames), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(frames), squeeze=False)
     for ax, (name, frame) in zip(axes.flat, frames.items()):
         if "junk" in frame:
             junk = frame["junk"].to_numpy(bool)
-            ax.scatter(frame.loc[~junk, "x"], frame.loc[~junk, "y"], s=6, c="0.6", label="actual classes")
-            ax.scatter(frame.loc[junk, "x"], frame.loc[junk, "y"], s=6, c="tab:blue", label="junk classes")
-            ax.legend(fontsize=8, markerscale=2)
+            ax.scatter(frame.loc[~junk, "x"], frame.loc[~junk, "y"], s=6, c=GREY, label="actual classes")
+            ax.scatter(frame.loc[junk, "x"], frame.loc[junk, "y"], s=6, c=OKABE_ITO[3], label="junk classes")
         elif "label" in frame:
-            ax.scatter(frame["x"], frame["y"], s=6, c=frame["label"].astype("category").cat.codes, cmap="tab20")
+            labels = sorted(frame["label"].unique())
+            for colour, label in zip(category_colours(len(labels)), labels):
+                part = frame[frame["label"] == label]
+                ax.scatter(part["x"], part["y"], s=6, c=colour, label=f"class {label}")
         else:
             ax.scatter(frame["x"], frame["y"], s=6)
         ax.set_title(name, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
+    keyed = {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            keyed.setdefault(label, handle)
+    handles, labels = list(keyed.values()), list(keyed)
+    if handles:  # one key for all panels, below them, so that it covers no point
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6), fontsize=8,
+                   markerscale=2, frameon=False)
     if title:
         fig.suptitle(title)
     return fig
@@ -184,7 +206,7 @@ def plot_tsne(frames: Mapping[str, pd.DataFrame], *, title: str | None = None) -
 
 def plot_cam_grid(images: Sequence, cams: Sequence, *, titles: Sequence[str] | None = None,
                   channel: int | None = None, channel_name: str | None = None, alpha: float = 0.45,
-                  cmap: str = "jet", title: str | None = None) -> Figure:
+                  cmap: str = MAGNITUDE_CMAP, title: str | None = None) -> Figure:
     """Several Grad-CAM examples, one row each: the image, the CAM, and the CAM over the image (Figure 11).
 
     Args:
@@ -194,7 +216,7 @@ def plot_cam_grid(images: Sequence, cams: Sequence, *, titles: Sequence[str] | N
         channel: show this channel (0-based) in grey instead of the RGB composite (e.g. the channel
             that carries a cue); ``channel_name`` labels it.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     images = [_array(im, "image", 3) for im in images]
     cams = [_array(c, "cam", 2) for c in cams]
@@ -202,7 +224,8 @@ def plot_cam_grid(images: Sequence, cams: Sequence, *, titles: Sequence[str] | N
         raise ValueError(f"got {len(images)} images and {len(cams)} CAMs; need the same non-zero number")
     if titles is not None and len(titles) != len(images):
         raise ValueError(f"{len(titles)} titles for {len(images)} rows")
-    fig, axes = plt.subplots(len(images), 3, figsize=(7.5, 2.5 * len(images)), constrained_layout=True, squeeze=False)
+    fig = Figure(figsize=(7.5, 2.5 * len(images)), layout="constrained")
+    axes = fig.subplots(len(images), 3, squeeze=False)
     shown = "composite" if channel is None else (channel_name or f"channel {channel + 1}")
     for row, (image, cam) in enumerate(zip(images, cams)):
         _check_pair(image, cam)
@@ -234,24 +257,26 @@ def plot_grad_camo(summary: pd.DataFrame, *, group: str = "cell_type", hue: str 
         summary: :func:`rxlib.explain.gradcamo.grad_camo_summary` output (columns ``group``,
             ``grad_camo``, ``cell_fraction``), optionally stacked for several models in column ``hue``.
     """
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     hues = [None] if hue is None else list(dict.fromkeys(summary[hue]))
     groups = list(dict.fromkeys(summary[group]))
-    fig, ax = plt.subplots(figsize=(1.3 * len(groups) + 2, 3.4), constrained_layout=True)
+    fig = Figure(figsize=(1.3 * len(groups) + 2, 3.4), layout="constrained")
+    ax = fig.add_subplot()
     width = 0.8 / len(hues)
     x = np.arange(len(groups))
     for j, h in enumerate(hues):
         part = summary if h is None else summary[summary[hue] == h]
         part = part.set_index(group).reindex(groups)
         offset = (j - (len(hues) - 1) / 2) * width
-        ax.bar(x + offset, part["grad_camo"], width, label=h if h is not None else "Grad-CAMO")
+        ax.bar(x + offset, part["grad_camo"], width, label=h if h is not None else "Grad-CAMO",
+               color=category_colours(len(hues))[j])
         ax.hlines(part["cell_fraction"], x + offset - width / 2, x + offset + width / 2, colors="k",
                   label="cell-area fraction (uniform map)" if j == 0 else None)
     ax.set_xticks(x, [str(g) for g in groups])
     ax.set_ylim(0, 1)
     ax.set_ylabel("share of attention on cells")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     if title:
         ax.set_title(title)
     return fig
