@@ -82,7 +82,11 @@ def setup(profile: str = "smoke", data_root: str = "", seed: int = 0, figures_di
         overrides: settings over the profile's as a JSON object (``'{"train.epochs": 2}'``; "" for none),
             checked here (see :func:`rxlib.train.profiles.settings`); ``rxlib reproduce --set`` fills it.
     """
+    import pandas as pd
+
     from .reproduce import resolve_data_root
+
+    pd.set_option("display.max_columns", None)  # wide tables shown whole (report outputs scroll sideways)
     from .train.profiles import PROFILES, parse_overrides, settings
 
     parsed = parse_overrides(overrides)
