@@ -139,7 +139,8 @@ class SynthConfig:
             for HEPG2, in colonies); with ``density_jitter`` it makes cell coverage vary by site.
         psf_sigma: Gaussian point-spread function of the optics, in pixels (0 = none).
         haze: out-of-focus light, as a fraction of the signal blurred over ~12 pixels (0 = none).
-        nucleus_scale: multiplier of every cell type's nucleus radius (1 = ``CELL_TYPE_SHAPES``).
+        nucleus_scale: multiplier of the nucleus radius per cell type, in the order of
+            ``rxlib.config.CELL_TYPES`` (1 = ``CELL_TYPE_SHAPES``).
 
     The last five were added after sets had been written; at their defaults they are left out of
     :meth:`to_dict` (and so of ``params.json``), so that sets made before keep their identity.
@@ -183,7 +184,7 @@ class SynthConfig:
     clustering: float = 0.0
     psf_sigma: float = 0.0
     haze: float = 0.0
-    nucleus_scale: float = 1.0
+    nucleus_scale: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
 
     # -- derived ------------------------------------------------------------------------------
     @property
@@ -200,7 +201,7 @@ class SynthConfig:
         are left out."""
         values = dataclasses.asdict(self)
         for name, default in OPTIONAL_FIELDS.items():
-            if values[name] == default:
+            if _tupleify(_listify(values[name])) == default:
                 del values[name]
         return _listify(values)
 
@@ -271,14 +272,16 @@ class SynthConfig:
                f"calibration_sites must be an int >= 1, got {self.calibration_sites!r}")
         for name in ("texture", "clustering", "psf_sigma", "haze"):
             _check(0 <= float(getattr(self, name)) <= 10, f"{name} must be in 0..10, got {getattr(self, name)!r}")
-        _check(0.2 <= float(self.nucleus_scale) <= 3, f"nucleus_scale must be in 0.2..3, got {self.nucleus_scale!r}")
+        _check(len(self.nucleus_scale) == len(CELL_TYPES) and all(0.2 <= float(v) <= 3 for v in self.nucleus_scale),
+               f"nucleus_scale must be {len(CELL_TYPES)} values in 0.2..3 (one per cell type {CELL_TYPES}), "
+               f"got {self.nucleus_scale!r}")
         return self
 
 
 #: Fields added after synthetic sets had been written, with the default that reproduces the old
 #: images; :meth:`SynthConfig.to_dict` leaves them out at that default.
 OPTIONAL_FIELDS: dict[str, Any] = {"texture": 0.0, "clustering": 0.0, "psf_sigma": 0.0, "haze": 0.0,
-                                   "nucleus_scale": 1.0}
+                                   "nucleus_scale": (1.0, 1.0, 1.0, 1.0)}
 
 
 def _check(ok: bool, message: str) -> None:
@@ -336,8 +339,10 @@ PROFILES: dict[str, SynthConfig] = {
         experiments=(("HEPG2", 1, 1), ("HUVEC", 1, 1), ("RPE", 1, 1), ("U2OS", 1, 1)),
         n_plates=1, n_plate_groups=1, treatment_replicates=1, negative_control_wells=1, n_sites=2,
         treatment_strength=(0.25, 0.7), treatment_penetrance=(0.3, 0.7), positive_strength=(0.7, 1.2),
-        positive_penetrance=0.8, density_jitter=0.3, photons_per_level=12.0, read_noise=0.5,
-        calibration_sites=2, texture=1.0, clustering=0.8, psf_sigma=1.2, haze=0.15,
+        positive_penetrance=0.8, density_jitter=0.3, photons_per_level=40.0, read_noise=0.3,
+        calibration_sites=2, texture=1.0, clustering=0.8, psf_sigma=2.0, haze=0.15,
+        # nuclei as large as Otsu + watershed finds them on the real sites (rxlib.data.realism)
+        nucleus_scale=(0.78, 1.0, 0.92, 1.0),
     ),
     "rxrx1": SynthConfig(
         image_size=512, cell_scale=1.0, n_treatments=1108, n_junk=0, n_positive_controls=30,

@@ -183,7 +183,10 @@ def render_cells(rng: np.random.Generator, size: int, cell_scale: float, shape: 
     apply(1, "nucleus", "intensity_down", nuc1, 1 / (1 + effects.get((1, "nucleus", "intensity_down"), 0)))
 
     # w2 ConA: ER, perinuclear, fading towards the cell edge
-    signal[1] = mult[1] * (cyto * np.exp(-rho_c / 0.45) + 0.15 * nuc) * np.clip(1 + 0.4 * tex[1], 0.1, None)
+    # the textured look (``texture`` > 0) draws thinner ER, fainter cortex and membrane: the real
+    # images show no crisp cell outlines; the flat look keeps its original weights (and bytes)
+    er_decay, cortex_w, membrane_w = (0.45, 0.9, 0.6) if texture == 0 else (0.3, 0.45, 0.3)
+    signal[1] = mult[1] * (cyto * np.exp(-rho_c / er_decay) + 0.15 * nuc) * np.clip(1 + 0.4 * tex[1], 0.1, None)
     apply(2, "cytoplasm", "intensity_up", cyto, 1 + effects.get((2, "cytoplasm", "intensity_up"), 0))
     apply(2, "cytoplasm", "intensity_down", cyto, 1 / (1 + effects.get((2, "cytoplasm", "intensity_down"), 0)))
 
@@ -193,7 +196,7 @@ def render_cells(rng: np.random.Generator, size: int, cell_scale: float, shape: 
     fibres = (0.5 + 0.5 * np.cos(_TWO_PI * v_loc / wavelength + phase)) ** 4 * cyto
     fibre_gain = np.where(aff_px, 1 + 1.5 * effects.get((3, "cytoplasm", "fibres_up"), 0), 1.0)
     cortex_gain = np.where(aff_px, 1 / (1 + effects.get((3, "membrane", "intensity_down"), 0)), 1.0)
-    signal[2] = mult[2] * (0.9 * edge * cortex_gain + 0.45 * fibres * fibre_gain + 0.12 * cell) * (1 + 0.2 * tex[2])
+    signal[2] = mult[2] * (cortex_w * edge * cortex_gain + 0.45 * fibres * fibre_gain + 0.12 * cell) * (1 + 0.2 * tex[2])
     if (3, "cytoplasm", "fibres_up") in effects:
         pheno |= cyto & aff_px
     if (3, "membrane", "intensity_down") in effects:
@@ -263,7 +266,7 @@ def render_cells(rng: np.random.Generator, size: int, cell_scale: float, shape: 
     golgi_big = _blur_spikes(spikes_big, sigma_g * (1 + 0.8 * golgi_grow))
     golgi = _blur_spikes(spikes_small, sigma_g) + golgi_big
     membrane_gain = np.where(aff_px, 1 + effects.get((6, "membrane", "intensity_up"), 0), 1.0)
-    signal[5] = mult[5] * (np.minimum(golgi, 1.5) * cyto + 0.6 * edge * membrane_gain + 0.08 * cell)
+    signal[5] = mult[5] * (np.minimum(golgi, 1.5) * cyto + membrane_w * edge * membrane_gain + 0.08 * cell)
     if golgi_grow:
         pheno |= (golgi_big > 0.05) & cyto & aff_px
     if (6, "membrane", "intensity_up") in effects:
@@ -293,8 +296,9 @@ def _add_texture(rng: np.random.Generator, signal: np.ndarray, nuc: np.ndarray, 
     own = _norm_noise(rng, size, 1.2 * s)
     chromatin = np.clip(1 + texture * (0.35 * fine + 0.35 * coarse), 0.15, None)
     signal[0] *= np.where(nuc, chromatin, 1.0)
-    for c, mix in ((1, 0.5), (3, 0.3), (4, 0.8), (5, 0.4)):
-        grain = np.clip(1 + texture * (mix * granule + (1 - mix) * own + 0.4 * blob), 0.1, None)
+    for c, mix, amplitude in ((1, 0.5, 0.8), (2, 0.2, 0.6), (3, 0.3, 0.6), (4, 0.8, 0.6), (5, 0.4, 0.6)):
+        # log-normal: bright clumps on a dimmer cytoplasm, the right-skewed histograms of real stains
+        grain = np.exp(np.float32(amplitude * texture) * (mix * granule + (1 - mix) * own + 0.7 * blob))
         signal[c] *= np.where(cyto, grain, 1.0)
     if cyto.any():
         cyto_level = float(np.mean(signal[5][cyto]))

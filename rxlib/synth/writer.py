@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from rxlib.config import N_CHANNELS
+from rxlib.config import CELL_TYPES, N_CHANNELS
 from rxlib.io import (
     RxRx1DataError,
     disk_full_error,
@@ -159,7 +159,8 @@ def _render_clean(rng: np.random.Generator, cfg: SynthConfig, cell_type: str, sp
                   density: float = 1.0) -> CleanSite:
     """The cells of a site through the optics (point-spread blur and haze; none in older profiles)."""
     clean = render_cells(rng, cfg.image_size, cfg.cell_scale, CELL_TYPE_SHAPES[cell_type], spec, density,
-                         texture=cfg.texture, clustering=cfg.clustering, nucleus_scale=cfg.nucleus_scale)
+                         texture=cfg.texture, clustering=cfg.clustering,
+                         nucleus_scale=cfg.nucleus_scale[CELL_TYPES.index(cell_type)])
     clean.signal = optics(clean.signal, cfg.psf_sigma, cfg.haze)
     return clean
 
