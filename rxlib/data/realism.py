@@ -304,3 +304,28 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame()
     grouped = table.groupby(["metric", "cell_type"])["passed"].agg(lambda s: f"{int(s.sum())}/{len(s)}")
     return grouped.unstack("cell_type")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m rxlib.data.realism REAL_ROOT SYNTHETIC_ROOT [--max-sites N] [--factor F]``: print
+    the thresholds, the table and the pass counts."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m rxlib.data.realism", description=main.__doc__)
+    parser.add_argument("real_root")
+    parser.add_argument("synthetic_root", nargs="+")
+    parser.add_argument("--max-sites", type=int, default=16, help="sites per cell type read from each side")
+    parser.add_argument("--factor", type=float, default=1.0, help="threshold = factor x real batch distance")
+    args = parser.parse_args(argv)
+    real = measure_batches(args.real_root)
+    with pd.option_context("display.width", 250, "display.max_rows", 1000, "display.max_columns", 20):
+        print(realism_thresholds(args.real_root, real=real, factor=args.factor).round(3).to_string())
+        for root in args.synthetic_root:
+            table = realism_table(args.real_root, root, max_sites=args.max_sites, factor=args.factor, real=real)
+            print(f"\n== {root}: {int(table['passed'].sum())}/{len(table)} passed")
+            print(table.round(3).to_string())
+            print(summarise(table).to_string())
+
+
+if __name__ == "__main__":
+    main()

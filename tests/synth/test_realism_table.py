@@ -84,3 +84,9 @@ def test_glcm_contrast_rises_with_fine_texture():
 def test_missing_images_raise(tmp_path):
     with pytest.raises(FileNotFoundError, match="no site images"):
         realism.realism_table(tmp_path, tmp_path)
+
+
+def test_main_prints_the_table(roots, capsys):
+    realism.main([str(roots / "real"), str(roots / "close"), "--max-sites", "4"])
+    out = capsys.readouterr().out
+    assert "passed" in out and "nucleus_area" in out and "threshold" in out
