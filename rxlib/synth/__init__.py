@@ -21,8 +21,18 @@ Use
     ========  =======  ============================================  ==================  ============
     smoke     64x64    20 / 4 / 2 / 1  (23 ids, 19 present)          12 (8 train/4 test)  1,728
     cpu       128x128  60 / 6 / 5 / 1  (66 ids, 60 present)          20 (12/8)            4,880
+    realistic 512x512  8 / 0 / 1 / 1  (10 ids)                      8 (4/4)              160
     rxrx1     512x512  1108 / 0 / 30 / 1  (1139 ids)                 51 (33/18)           125,664
     ========  =======  ============================================  ==================  ============
+
+    ``realistic`` draws cells at the real pixel size and is meant to look like the real sites (scored
+    by :func:`rxlib.data.realism.realism_table`): multi-scale chromatin and log-normal cytoplasm
+    texture (``texture``), a Gaussian point-spread function (``psf_sigma``) and out-of-focus haze
+    (``haze``) so that the background is not flat, less camera noise, a per-site log-normal density
+    field (``clustering``) with ``density_jitter`` 0.3 so that cell coverage varies from site to site,
+    nucleus sizes per cell type (``nucleus_scale``) and subtler phenotypes (strength 0.25-0.7,
+    penetrance 0.3-0.7). These five fields default to the flat look of the other profiles, whose
+    images and ``params.json`` are unchanged.
 
     ``rxrx1``: HEPG2 11, HUVEC 24, RPE 11, U2OS 5 experiments (train HEPG2-01..07, HUVEC-01..16,
     RPE-01..07, U2OS-01..03, the rest test), 4 plates each, every plate one of four disjoint groups

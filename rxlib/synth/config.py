@@ -133,6 +133,17 @@ class SynthConfig:
         contrast_gamma: (low, high) range searched for the per-channel contrast exponent that gives
             negative controls the real coefficient of variation (lower = flatter images, and weaker
             intensity phenotypes in pixel values).
+        texture: amplitude of the multi-scale texture over the cells (chromatin, granular cytoplasm;
+            0 = flat fills as in ``smoke``).
+        clustering: sigma of each site's log-normal cell-density field (0 = cells spread evenly or,
+            for HEPG2, in colonies); with ``density_jitter`` it makes cell coverage vary by site.
+        psf_sigma: Gaussian point-spread function of the optics, in pixels (0 = none).
+        haze: out-of-focus light, as a fraction of the signal blurred over ~12 pixels (0 = none).
+        nucleus_scale: multiplier of the nucleus radius per cell type, in the order of
+            ``rxlib.config.CELL_TYPES`` (1 = ``CELL_TYPE_SHAPES``).
+
+    The last five were added after sets had been written; at their defaults they are left out of
+    :meth:`to_dict` (and so of ``params.json``), so that sets made before keep their identity.
     """
 
     image_size: int = 64
@@ -169,6 +180,11 @@ class SynthConfig:
     cue_probability: float = 1.0
     calibration_sites: int = 16
     contrast_gamma: tuple[float, float] = (0.5, 1.5)
+    texture: float = 0.0
+    clustering: float = 0.0
+    psf_sigma: float = 0.0
+    haze: float = 0.0
+    nucleus_scale: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
 
     # -- derived ------------------------------------------------------------------------------
     @property
@@ -181,8 +197,13 @@ class SynthConfig:
         return self.n_treatments + self.n_positive_controls
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (tuples become lists)."""
-        return _listify(dataclasses.asdict(self))
+        """JSON-ready dict (tuples become lists); fields of :data:`OPTIONAL_FIELDS` at their default
+        are left out."""
+        values = dataclasses.asdict(self)
+        for name, default in OPTIONAL_FIELDS.items():
+            if _tupleify(_listify(values[name])) == default:
+                del values[name]
+        return _listify(values)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SynthConfig:
@@ -249,7 +270,18 @@ class SynthConfig:
         _check(self.cue_channel in range(1, N_CHANNELS + 1), f"cue_channel must be in 1..{N_CHANNELS}, got {self.cue_channel!r}")
         _check(isinstance(self.calibration_sites, int) and self.calibration_sites >= 1,
                f"calibration_sites must be an int >= 1, got {self.calibration_sites!r}")
+        for name in ("texture", "clustering", "psf_sigma", "haze"):
+            _check(0 <= float(getattr(self, name)) <= 10, f"{name} must be in 0..10, got {getattr(self, name)!r}")
+        _check(len(self.nucleus_scale) == len(CELL_TYPES) and all(0.2 <= float(v) <= 3 for v in self.nucleus_scale),
+               f"nucleus_scale must be {len(CELL_TYPES)} values in 0.2..3 (one per cell type {CELL_TYPES}), "
+               f"got {self.nucleus_scale!r}")
         return self
+
+
+#: Fields added after synthetic sets had been written, with the default that reproduces the old
+#: images; :meth:`SynthConfig.to_dict` leaves them out at that default.
+OPTIONAL_FIELDS: dict[str, Any] = {"texture": 0.0, "clustering": 0.0, "psf_sigma": 0.0, "haze": 0.0,
+                                   "nucleus_scale": (1.0, 1.0, 1.0, 1.0)}
 
 
 def _check(ok: bool, message: str) -> None:
@@ -297,6 +329,21 @@ PROFILES: dict[str, SynthConfig] = {
         experiments=(("HEPG2", 1, 1), ("HUVEC", 1, 1), ("RPE", 1, 1), ("U2OS", 1, 1)),
         n_plates=1, n_plate_groups=1, treatment_replicates=2, negative_control_wells=1, n_sites=1,
         calibration_sites=4,
+    ),
+    # Looks like the real 512x512 RxRx1 sites (issue 12, point 6; scored by rxlib.data.realism):
+    # real pixel size, textured nuclei and cytoplasm, optical blur, haze between cells, less noise,
+    # cell coverage varying by site (density jitter and clustering), subtler phenotypes (networks
+    # not at ceiling). Small enough for a CPU notebook: 8 experiments (4 train / 4 test), one plate
+    # of 10 wells, 2 sites: 160 sites.
+    "realistic": SynthConfig(
+        image_size=512, cell_scale=1.0, n_treatments=8, n_junk=0, n_positive_controls=1,
+        experiments=(("HEPG2", 1, 1), ("HUVEC", 1, 1), ("RPE", 1, 1), ("U2OS", 1, 1)),
+        n_plates=1, n_plate_groups=1, treatment_replicates=1, negative_control_wells=1, n_sites=2,
+        treatment_strength=(0.25, 0.7), treatment_penetrance=(0.3, 0.7), positive_strength=(0.7, 1.2),
+        positive_penetrance=0.8, density_jitter=0.3, photons_per_level=40.0, read_noise=0.3,
+        calibration_sites=2, texture=1.0, clustering=0.8, psf_sigma=2.0, haze=0.15,
+        # nuclei as large as Otsu + watershed finds them on the real sites (rxlib.data.realism)
+        nucleus_scale=(0.78, 1.0, 0.92, 1.0),
     ),
     "rxrx1": SynthConfig(
         image_size=512, cell_scale=1.0, n_treatments=1108, n_junk=0, n_positive_controls=30,

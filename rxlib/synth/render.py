@@ -30,23 +30,34 @@ class CleanSite:
 
 
 def _place_centres(rng: np.random.Generator, n: int, size: int, margin: float, min_dist: float,
-                   shape: CellTypeShape, cell_r: float) -> np.ndarray:
+                   shape: CellTypeShape, cell_r: float, clustering: float = 0.0) -> np.ndarray:
     """Up to ``n`` cell centres, no two within ``min_dist`` (nuclei do not overlap).
 
     Greedy dart throwing over batches of candidates: uniform, or for clumped cell types (HEPG2)
-    scattered around a few colony centres.
+    scattered around a few colony centres. With ``clustering`` > 0, candidates are thinned by a
+    smooth random density field of the site (log-normal, sigma ``clustering``, features ~6 cells
+    wide), so that cells crowd in some parts of the field and leave gaps in others.
     """
     lo, hi = -margin, size + margin
     n_clusters = max(1, round(n / 8))
     cluster_centres = rng.uniform(lo, hi, (n_clusters, 2)) if shape.clustered else None
+    field = None
+    if clustering > 0:
+        cells = max(2, int(np.ceil((hi - lo) / (6 * cell_r))) + 1)
+        coarse = rng.normal(0, clustering, (cells, cells))
+        field = np.exp(coarse - coarse.max())  # acceptance in (0, 1], 1 at the densest point
     accepted = np.empty((0, 2))
-    for _ in range(8):
+    for _ in range(8 if field is None else 16):
         m = 6 * (n - len(accepted)) + 8
         if cluster_centres is not None:
             cand = cluster_centres[rng.integers(n_clusters, size=m)] + rng.normal(0, 2.2 * cell_r, (m, 2))
             cand = cand[(cand >= lo).all(axis=1) & (cand <= hi).all(axis=1)]
         else:
             cand = rng.uniform(lo, hi, (m, 2))
+        if field is not None:
+            grid = (cand - lo) / (hi - lo) * (field.shape[0] - 1)
+            accept = ndi.map_coordinates(field, grid.T, order=1, mode="nearest")
+            cand = cand[rng.random(len(cand)) < accept]
         pairs = cKDTree(cand).query_pairs(min_dist, output_type="ndarray")
         pairs = np.concatenate([pairs, pairs[:, ::-1]])
         pairs = pairs[np.lexsort((pairs[:, 1], pairs[:, 0]))]
@@ -70,7 +81,8 @@ def _place_centres(rng: np.random.Generator, n: int, size: int, margin: float, m
 
 
 def render_cells(rng: np.random.Generator, size: int, cell_scale: float, shape: CellTypeShape,
-                 spec: ClassSpec, density: float = 1.0) -> CleanSite:
+                 spec: ClassSpec, density: float = 1.0, *, texture: float = 0.0, clustering: float = 0.0,
+                 nucleus_scale: float = 1.0) -> CleanSite:
     """Draw the cells of one site with the phenotype of ``spec`` (clean signal, no nuisance).
 
     Args:
@@ -80,9 +92,14 @@ def render_cells(rng: np.random.Generator, size: int, cell_scale: float, shape: 
         shape: morphology of the cell type.
         spec: the class of the well; its effects are applied to a ``penetrance`` fraction of cells.
         density: multiplier of the expected number of cells (site-level jitter).
+        texture: amplitude of the multi-scale texture drawn over the cells (chromatin in w1,
+            granular cytoplasm in w2, w4-w6; 0 = none, as in the ``smoke`` profile; see
+            :func:`_add_texture`). Its draws come after all others, so 0 leaves the site unchanged.
+        clustering: sigma of the site's log-normal density field (0 = none; see :func:`_place_centres`).
+        nucleus_scale: multiplier of the nucleus radius (the cell size is unchanged).
     """
     s = float(cell_scale)
-    nuc_r, cell_r = shape.nucleus_radius * s, shape.cell_radius * s
+    nuc_r, cell_r = shape.nucleus_radius * s * nucleus_scale, shape.cell_radius * s
     margin = 0.6 * cell_r
     area_real = ((size + 2 * margin) / s) ** 2
     n_expected = shape.nuclei_per_field * area_real / 512.0**2 * density
@@ -109,7 +126,7 @@ def render_cells(rng: np.random.Generator, size: int, cell_scale: float, shape: 
     affected = rng.random(n) < spec.penetrance if spec.effects else np.zeros(n, bool)
     n_nucleoli = 1 + rng.poisson(1.5, n)
     min_dist = 2.0 * float(np.mean(na))  # nuclei (almost) never overlap
-    centres = _place_centres(rng, n, size, margin, min_dist, shape, cell_r)
+    centres = _place_centres(rng, n, size, margin, min_dist, shape, cell_r, clustering)
     n = len(centres)
 
     effects = {(e.channel, e.compartment, e.effect): e.strength for e in spec.effects}
@@ -166,7 +183,10 @@ def render_cells(rng: np.random.Generator, size: int, cell_scale: float, shape: 
     apply(1, "nucleus", "intensity_down", nuc1, 1 / (1 + effects.get((1, "nucleus", "intensity_down"), 0)))
 
     # w2 ConA: ER, perinuclear, fading towards the cell edge
-    signal[1] = mult[1] * (cyto * np.exp(-rho_c / 0.45) + 0.15 * nuc) * np.clip(1 + 0.4 * tex[1], 0.1, None)
+    # the textured look (``texture`` > 0) draws thinner ER, fainter cortex and membrane: the real
+    # images show no crisp cell outlines; the flat look keeps its original weights (and bytes)
+    er_decay, cortex_w, membrane_w = (0.45, 0.9, 0.6) if texture == 0 else (0.3, 0.45, 0.3)
+    signal[1] = mult[1] * (cyto * np.exp(-rho_c / er_decay) + 0.15 * nuc) * np.clip(1 + 0.4 * tex[1], 0.1, None)
     apply(2, "cytoplasm", "intensity_up", cyto, 1 + effects.get((2, "cytoplasm", "intensity_up"), 0))
     apply(2, "cytoplasm", "intensity_down", cyto, 1 / (1 + effects.get((2, "cytoplasm", "intensity_down"), 0)))
 
@@ -176,7 +196,7 @@ def render_cells(rng: np.random.Generator, size: int, cell_scale: float, shape: 
     fibres = (0.5 + 0.5 * np.cos(_TWO_PI * v_loc / wavelength + phase)) ** 4 * cyto
     fibre_gain = np.where(aff_px, 1 + 1.5 * effects.get((3, "cytoplasm", "fibres_up"), 0), 1.0)
     cortex_gain = np.where(aff_px, 1 / (1 + effects.get((3, "membrane", "intensity_down"), 0)), 1.0)
-    signal[2] = mult[2] * (0.9 * edge * cortex_gain + 0.45 * fibres * fibre_gain + 0.12 * cell) * (1 + 0.2 * tex[2])
+    signal[2] = mult[2] * (cortex_w * edge * cortex_gain + 0.45 * fibres * fibre_gain + 0.12 * cell) * (1 + 0.2 * tex[2])
     if (3, "cytoplasm", "fibres_up") in effects:
         pheno |= cyto & aff_px
     if (3, "membrane", "intensity_down") in effects:
@@ -246,14 +266,55 @@ def render_cells(rng: np.random.Generator, size: int, cell_scale: float, shape: 
     golgi_big = _blur_spikes(spikes_big, sigma_g * (1 + 0.8 * golgi_grow))
     golgi = _blur_spikes(spikes_small, sigma_g) + golgi_big
     membrane_gain = np.where(aff_px, 1 + effects.get((6, "membrane", "intensity_up"), 0), 1.0)
-    signal[5] = mult[5] * (np.minimum(golgi, 1.5) * cyto + 0.6 * edge * membrane_gain + 0.08 * cell)
+    signal[5] = mult[5] * (np.minimum(golgi, 1.5) * cyto + membrane_w * edge * membrane_gain + 0.08 * cell)
     if golgi_grow:
         pheno |= (golgi_big > 0.05) & cyto & aff_px
     if (6, "membrane", "intensity_up") in effects:
         pheno |= (edge > 0.25) & aff_px
 
+    if texture > 0:
+        _add_texture(rng, signal, nuc, cyto, texture, s)
     pheno &= cell
     return CleanSite(signal, remap[labels].astype(np.uint16), pheno, len(present))
+
+
+def _norm_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
+    """White noise smoothed with ``sigma`` and scaled to unit standard deviation (float32)."""
+    noise = ndi.gaussian_filter(rng.standard_normal((size, size)).astype(np.float32), sigma)
+    return noise / max(float(noise.std()), 1e-6)
+
+
+def _add_texture(rng: np.random.Generator, signal: np.ndarray, nuc: np.ndarray, cyto: np.ndarray,
+                 texture: float, s: float) -> None:
+    """Multi-scale texture, in place: chromatin in the nuclei (w1: fine grain plus coarser
+    heterochromatin blobs), granular cytoplasm (w2, w4, w5, w6: two scales, shared in part between
+    the stains, as organelles overlap), and the nuclear signal real WGA (w6) and Syto14 (w4) images
+    show. Multiplicative, so phenotypes (intensity ratios) are kept."""
+    size = signal.shape[1]
+    fine, coarse = _norm_noise(rng, size, 1.0 * s), _norm_noise(rng, size, 3.0 * s)
+    granule, blob = _norm_noise(rng, size, 1.5 * s), _norm_noise(rng, size, 5.0 * s)
+    own = _norm_noise(rng, size, 1.2 * s)
+    chromatin = np.clip(1 + texture * (0.35 * fine + 0.35 * coarse), 0.15, None)
+    signal[0] *= np.where(nuc, chromatin, 1.0)
+    for c, mix, amplitude in ((1, 0.5, 0.8), (2, 0.2, 0.6), (3, 0.3, 0.6), (4, 0.8, 0.6), (5, 0.4, 0.6)):
+        # log-normal: bright clumps on a dimmer cytoplasm, the right-skewed histograms of real stains
+        grain = np.exp(np.float32(amplitude * texture) * (mix * granule + (1 - mix) * own + 0.7 * blob))
+        signal[c] *= np.where(cyto, grain, 1.0)
+    if cyto.any():
+        cyto_level = float(np.mean(signal[5][cyto]))
+        signal[5] += np.float32(0.35 * texture * cyto_level) * nuc * np.clip(1 + 0.3 * coarse, 0, None)
+
+
+def optics(signal: np.ndarray, psf_sigma: float, haze: float) -> np.ndarray:
+    """The objective: blur by a Gaussian point-spread function of ``psf_sigma`` pixels and add
+    out-of-focus haze (``haze`` times the signal blurred over ~12 pixels), which lifts the gaps
+    between cells above the camera background. Both 0: the signal unchanged."""
+    out = signal
+    if psf_sigma > 0:
+        out = ndi.gaussian_filter(out, (0, psf_sigma, psf_sigma))
+    if haze > 0:
+        out = out + np.float32(haze) * ndi.gaussian_filter(out, (0, 12.0, 12.0))
+    return out.astype(np.float32, copy=False)
 
 
 @dataclass

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from rxlib.config import N_CHANNELS
+from rxlib.config import CELL_TYPES, N_CHANNELS
 from rxlib.io import (
     RxRx1DataError,
     disk_full_error,
@@ -48,7 +48,7 @@ from rxlib.synth.design import (
     build_design,
     stream_rng,
 )
-from rxlib.synth.render import acquire, cue_pattern, illumination_field, render_cells
+from rxlib.synth.render import CleanSite, acquire, cue_pattern, illumination_field, optics, render_cells
 
 FORMAT = "rxlib-synth/1"
 METADATA_COLUMNS = ["site_id", "well_id", "cell_type", "dataset", "experiment", "plate", "well", "site",
@@ -107,7 +107,7 @@ def calibrate(cfg: SynthConfig, seed: int, classes: list[ClassSpec]) -> dict[str
         signals = []
         for i in range(cfg.calibration_sites):
             rng = stream_rng(seed, STREAM_CALIBRATION, ct_index, i)
-            clean = render_cells(rng, cfg.image_size, cfg.cell_scale, CELL_TYPE_SHAPES[cell_type], negative)
+            clean = _render_clean(rng, cfg, cell_type, negative)
             signals.append(clean.signal.reshape(N_CHANNELS, -1))
         signal = np.maximum(np.concatenate(signals, axis=1), 0.0).astype(np.float64)
         background = np.array(REAL_P1[cell_type])
@@ -155,6 +155,16 @@ def _density(rng: np.random.Generator, cfg: SynthConfig) -> float:
     return float(np.exp(rng.normal(0.0, cfg.density_jitter)))
 
 
+def _render_clean(rng: np.random.Generator, cfg: SynthConfig, cell_type: str, spec: ClassSpec,
+                  density: float = 1.0) -> CleanSite:
+    """The cells of a site through the optics (point-spread blur and haze; none in older profiles)."""
+    clean = render_cells(rng, cfg.image_size, cfg.cell_scale, CELL_TYPE_SHAPES[cell_type], spec, density,
+                         texture=cfg.texture, clustering=cfg.clustering,
+                         nucleus_scale=cfg.nucleus_scale[CELL_TYPES.index(cell_type)])
+    clean.signal = optics(clean.signal, cfg.psf_sigma, cfg.haze)
+    return clean
+
+
 def render_site(state: dict[str, Any], task: SiteTask) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """Images (6, S, S) uint8, cell labels uint16, phenotype mask uint8 (0/255) and the cell count."""
     cfg: SynthConfig = state["cfg"]
@@ -162,7 +172,7 @@ def render_site(state: dict[str, Any], task: SiteTask) -> tuple[np.ndarray, np.n
     rng = stream_rng(seed, STREAM_SITE, task.experiment_index, task.plate, task.well_index, task.site)
     density = _density(rng, cfg)
     spec = state["classes"][task.class_id]
-    clean = render_cells(rng, cfg.image_size, cfg.cell_scale, CELL_TYPE_SHAPES[task.cell_type], spec, density)
+    clean = _render_clean(rng, cfg, task.cell_type, spec, density)
     exp = state["experiments"][task.experiment]
     plate = state["plates"][f"{task.experiment}_{task.plate}"]
     well = state["wells"][f"{task.experiment}_{task.plate}_{task.well}"]
