@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+import numpy as np
 import pandas as pd
 
 from rxlib import config as paths
@@ -318,10 +319,15 @@ def _image_size(root: Path, default: int = 512) -> int:
 def summarise_data(data_root: str | os.PathLike) -> DataSummary:
     """Site counts of ``data_root`` from its metadata (no image is read)."""
     from rxlib.data import read_metadata
+    from rxlib.data.splits import part_mask
 
     root = Path(data_root)
     table = read_metadata(root)
-    return DataSummary(str(root), _image_size(root), len(table), table[["split", "label", "plate"]].copy())
+    counts = table[["split", "label", "plate"]].copy()
+    # as training sees it: the training experiments, and the held-out sites (on the Kaggle layout the test
+    # split plus the training experiments held out for validation, rxlib.data.splits.validation_experiments)
+    counts["split"] = np.where(part_mask(table, "train"), "train", "test")
+    return DataSummary(str(root), _image_size(root), len(table), counts)
 
 
 def summarise_synthetic(profile: str, seed: int = 0) -> DataSummary:
@@ -457,6 +463,11 @@ def _in_memory(data: Mapping[str, Any]) -> bool:
     return data.get("storage") == "memory"
 
 
+#: Sites of the largest batch an explanation notebook holds at once (notebook 08's channel-importance
+#: sample, ``sample_positions(..., 240, ...)``).
+EXPLAIN_BATCH_SITES = 240
+
+
 def _peak_ram(stem: str, s: Settings, data: DataSummary, model_rows: list[dict]) -> float:
     """Peak host RAM of a notebook in bytes: training data held in memory (or the loader's batches) and
     the sites the explanation cells read into memory (uint8)."""
@@ -467,7 +478,10 @@ def _peak_ram(stem: str, s: Settings, data: DataSummary, model_rows: list[dict])
     need = [loader]
     if any(r["action"] == "train" for r in model_rows) and _in_memory(s.data):
         need.append(data.n_sites * site_bytes)
-    held = data.sites("test") * site_bytes
+    if _in_memory(s.data):  # the held-out sites in RAM (uint8)
+        held = data.sites("test") * site_bytes
+    else:  # read lazily through the store: the largest batch held at once is notebook 08's channel-importance
+        held = EXPLAIN_BATCH_SITES * site_bytes * 4  # sample, as float32
     if stem in ("05_embeddings_tsne", "07_gradcam", "08_channel_attention"):
         need.append(held + loader)
     return BASE_RAM_BYTES + max(need)
