@@ -8,6 +8,9 @@
 # after each section; `timeout` is the backstop. Extra arguments go to `python3 -m benchmarks.gpu_check`.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# The lent GPU machine has torch, pandas, Pillow and scikit-image but not every pure-Python dependency of
+# rxlib (tqdm, filelock, pandera, ...). Prepare them here with `python3 -m pip install --target .gl tqdm
+# filelock pandera latex2mathml` (a git-ignored folder, for the device's Python version) and carry `.gl`.
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}${PWD:+:$PWD/.gl}"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || true
 exec timeout --kill-after=10 480 python3 -m benchmarks.gpu_check --total-cap 450 "$@"
