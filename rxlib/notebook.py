@@ -34,6 +34,12 @@ class NotebookContext:
 
         return settings(self.profile, self.overrides)
 
+    @property
+    def device(self) -> str:
+        """The configured ``train.device``: where the notebooks' passes after training run (their models
+        stay on the CPU between passes; :func:`rxlib.train.loop.on_device`)."""
+        return str(self.settings().train.get("device", "cpu"))
+
     def model(self, name: str, *, progress: bool = False):
         """Model ``name`` of :data:`rxlib.plan.MODELS` (``"main"``, ``"cheating"``, ...), trained or loaded."""
         from .plan import train_model

@@ -450,7 +450,8 @@ def last_dense_layer(model: nn.Module) -> str:
 
 def importance_methods(model: nn.Module, images: torch.Tensor, cell_type: torch.Tensor | None, labels,
                        *, cam_layers: dict[str, str], batch_size: int = 64,
-                       methods: Sequence[str] = ("occlusion_mean", "grad_x_input")) -> dict[str, np.ndarray]:
+                       methods: Sequence[str] = ("occlusion_mean", "grad_x_input"),
+                       device: str | torch.device | None = None) -> dict[str, np.ndarray]:
     """:func:`channel_importances` of a whole set, in batches, for the images' own labels, with eq. 15
     at several Grad-CAM layers.
 
@@ -462,10 +463,14 @@ def importance_methods(model: nn.Module, images: torch.Tensor, cell_type: torch.
             ``eq15_agreement[name]`` and ``eq15_agreement_rescaled[name]``.
         batch_size: images per pass.
         methods: the CAM-free methods of :data:`IMPORTANCE_METHODS` to add.
+        device: where the passes run (the configured ``train.device``; None: where the model is); the
+            model is moved back afterwards and the arrays returned are on the CPU.
 
     Returns:
         method -> ``(N, C)`` array.
     """
+    from rxlib.train.loop import on_device
+
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
     labels = [int(v) for v in np.asarray(labels)]
@@ -473,10 +478,11 @@ def importance_methods(model: nn.Module, images: torch.Tensor, cell_type: torch.
     for start in range(0, len(labels), batch_size):
         sl = slice(start, start + batch_size)
         x, ct, y = images[sl], None if cell_type is None else cell_type[sl], labels[sl]
-        for name, layer in cam_layers.items():
-            found = channel_importances(model, x, ct, y, layer=layer, methods=tuple(EQ15_METHODS))
-            for method, values in found.items():
-                parts.setdefault(f"{method}[{name}]", []).append(values)
-        for method, values in channel_importances(model, x, ct, y, methods=tuple(methods)).items():
-            parts.setdefault(method, []).append(values)
+        with on_device(model, device):
+            for name, layer in cam_layers.items():
+                found = channel_importances(model, x, ct, y, layer=layer, methods=tuple(EQ15_METHODS))
+                for method, values in found.items():
+                    parts.setdefault(f"{method}[{name}]", []).append(values.detach().cpu())
+            for method, values in channel_importances(model, x, ct, y, methods=tuple(methods)).items():
+                parts.setdefault(method, []).append(values.detach().cpu())
     return {name: torch.cat(values).numpy() for name, values in parts.items()}

@@ -69,7 +69,7 @@ def cued_training_sites(root: str | Path):
 
 
 def cheating_measurements(models: dict[str, object], root: str | Path, *, layer: str, n_sites: int = 192,
-                          seed: int = 0, masks: str = "auto") -> tuple[pd.DataFrame, pd.DataFrame]:
+                          seed: int = 0, masks: str = "auto", device: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Accuracy with and without the cue and Grad-CAMO of each model, for :func:`cheating_table`.
 
     Args:
@@ -80,6 +80,8 @@ def cheating_measurements(models: dict[str, object], root: str | Path, *, layer:
         seed: seeds the choice of sites.
         masks: cell masks of Grad-CAMO (:func:`rxlib.explain.gradcamo.grad_camo_dataset`: ``auto`` takes
             the synthetic ground truth where it exists, else the segmentation of each site).
+        device: where the predictions and Grad-CAM passes run (the configured ``train.device``; None:
+            where each model is).
 
     Returns:
         ``(table, per_image)``: :func:`cheating_table` of the models, and the per-image Grad-CAMO
@@ -98,14 +100,14 @@ def cheating_measurements(models: dict[str, object], root: str | Path, *, layer:
     held_positions = sample_positions(held_out.table, n_sites, seed=seed)
     rows, frames = {}, []
     for name, model in models.items():
-        cue_scores = grad_camo_dataset(model, with_cue, root, cue_positions, layer=layer, masks=masks).assign(
-            model=name, sites="cue")
-        held_scores = grad_camo_dataset(model, held_out, root, held_positions, layer=layer, masks=masks).assign(
-            model=name, sites="held-out")
+        cue_scores = grad_camo_dataset(model, with_cue, root, cue_positions, layer=layer, masks=masks,
+                                       device=device).assign(model=name, sites="cue")
+        held_scores = grad_camo_dataset(model, held_out, root, held_positions, layer=layer, masks=masks,
+                                        device=device).assign(model=name, sites="held-out")
         frames += [cue_scores, held_scores]
-        rows[name] = {"acc_train_with_cue": accuracy(predictions_table(model, with_cue)),
-                      "acc_train_without_cue": accuracy(predictions_table(model, without_cue)),
-                      "acc_held_out": accuracy(predictions_table(model, held_out)),
+        rows[name] = {"acc_train_with_cue": accuracy(predictions_table(model, with_cue, device=device)),
+                      "acc_train_without_cue": accuracy(predictions_table(model, without_cue, device=device)),
+                      "acc_held_out": accuracy(predictions_table(model, held_out, device=device)),
                       "grad_camo_cue_sites": float(cue_scores["grad_camo"].mean()),
                       "grad_camo_held_out": float(held_scores["grad_camo"].mean()),
                       "cell_fraction_cue_sites": float(cue_scores["cell_fraction"].mean()),

@@ -209,7 +209,7 @@ def figure10_layers(model: nn.Module, layers: Sequence[tuple[int, int]] = FIGURE
 
 
 def features_of(model: nn.Module, dataset, classes: Sequence[int], *, batch_size: int = 128,
-                device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+                device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings (the 1024-d feature vectors of Figure 9) of the items of ``dataset`` whose label is in ``classes``.
 
     With a data set that has a ``table`` and ``subset`` (:class:`rxlib.data.RxRx1Dataset`), only those

@@ -257,7 +257,7 @@ def resolve_masks(root: str | Path, masks: str = "auto") -> str:
 
 def grad_camo_dataset(model, dataset, root: str | Path, positions: Sequence[int] | None = None, *,
                       layer: str = "denseblock4", batch_size: int = 64, head: str = "logits",
-                      masks: str = "auto") -> pd.DataFrame:
+                      masks: str = "auto", device: str | None = None) -> pd.DataFrame:
     """Grad-CAM of each site for its own label, scored against cell masks.
 
     Args:
@@ -273,6 +273,8 @@ def grad_camo_dataset(model, dataset, root: str | Path, positions: Sequence[int]
         masks: ``truth`` (the synthetic ground truth), ``segmentation`` (:func:`segment_cells` of the
             site's own pixels, ``dataset.raw_image``: what real data allows) or ``auto`` (the truth where
             ``root`` has it).
+        device: where the Grad-CAM passes run (the configured ``train.device``; None: where the model is);
+            the model is moved back afterwards.
 
     Returns:
         One row per site: its metadata (``site_id``, ``experiment``, ``cell_type``, ``well_type``,
@@ -282,6 +284,7 @@ def grad_camo_dataset(model, dataset, root: str | Path, positions: Sequence[int]
     """
     from rxlib.explain.gradcam import grad_cam
     from rxlib.explain.sites import site_batch
+    from rxlib.train.loop import on_device
 
     source = resolve_masks(root, masks)
     table = dataset.table
@@ -293,8 +296,9 @@ def grad_camo_dataset(model, dataset, root: str | Path, positions: Sequence[int]
     for start in range(0, len(positions), batch_size):
         chunk = positions[start:start + batch_size]
         batch = site_batch(dataset, chunk)
-        cams = grad_cam(model, batch["image"], batch["cell_type"], batch["label"].tolist(), layer=layer,
-                        head=head, upsample=True).cpu().numpy()
+        with on_device(model, device):
+            cams = grad_cam(model, batch["image"], batch["cell_type"], batch["label"].tolist(), layer=layer,
+                            head=head, upsample=True).cpu().numpy()
         for cam, p in zip(cams, chunk):
             rec = table.iloc[p]
             if source == "truth":

@@ -671,6 +671,20 @@ def train(
     return TrainResult(model, history, out_dir, checkpoint, model_path, completed)
 
 
+@contextlib.contextmanager
+def on_device(model: torch.nn.Module, device: str | torch.device | None):
+    """Run a block with ``model`` on ``device`` (None: where it is) and move it back afterwards, so that
+    the passes after training (Grad-CAMO, channel importance, predictions) run on the configured device
+    while the notebooks keep their models on the CPU."""
+    home = next(model.parameters()).device
+    target = home if device is None else torch.device(device)
+    model.to(target)
+    try:
+        yield target
+    finally:
+        model.to(home)
+
+
 @torch.no_grad()
 def predict(model: RxNet, dataset: Dataset, batch_size: int = 32, device: str | torch.device | None = None,
             num_workers: int = 0, progress: bool = False, *, amp_dtype: str | None = None,
