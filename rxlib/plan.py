@@ -245,12 +245,13 @@ def gpu_check_path() -> Path:
     return paths.reports_dir() / "benchmarks" / "gpu_check.csv"
 
 
-def measured_rates(path: str | os.PathLike | None = None) -> Rates | None:
-    """Rates measured on a GPU, from ``gpu_check.csv`` (columns ``benchmark``, ``images_per_s``), or None.
+def measured_rates(path: str | os.PathLike | None = None, *, image_size: int = 512) -> Rates | None:
+    """Rates measured on a GPU by ``benchmarks/gpu_check.sh`` (its ``gpu_check.csv``), or None.
 
-    Rows whose ``benchmark`` names ``train`` give the training rate, rows naming ``infer``, ``eval`` or
-    ``predict`` the inference rate (the median of each); a missing one keeps the assumed rate scaled by
-    the measured one. An absent, unreadable or empty file gives None (the assumed rates are used).
+    The training rate is the best bf16 DenseNet-161 rate at ``image_size`` (rows of section ``train`` or
+    ``max_batch`` with status ``ok``, ``bf16`` in ``what``); the check measures no plain inference pass, so
+    the inference rate keeps the assumed ratio to training. An absent or unreadable file, or one without
+    such a row (a ``--cpu-smoke`` run at a toy size), gives None: the assumed rates are used.
     """
     path = Path(path) if path is not None else gpu_check_path()
     if not path.is_file():
@@ -259,20 +260,17 @@ def measured_rates(path: str | os.PathLike | None = None) -> Rates | None:
         table = pd.read_csv(path)
     except Exception:
         return None
-    if not {"benchmark", "images_per_s"} <= set(table.columns):
+    if not {"section", "what", "status", "image_size", "images_per_s"} <= set(table.columns):
         return None
-    table = table.assign(images_per_s=pd.to_numeric(table["images_per_s"], errors="coerce")).dropna(
-        subset=["images_per_s"])
-    table = table[table["images_per_s"] > 0]
-    names = table["benchmark"].astype(str).str.lower()
-    train = table.loc[names.str.contains("train"), "images_per_s"]
-    infer = table.loc[names.str.contains("infer|eval|predict"), "images_per_s"]
-    if train.empty and infer.empty:
+    rate = pd.to_numeric(table["images_per_s"], errors="coerce")
+    size = pd.to_numeric(table["image_size"], errors="coerce")
+    rows = (table["section"].astype(str).isin(["train", "max_batch"]) & (table["status"].astype(str) == "ok")
+            & table["what"].astype(str).str.contains("bf16") & (size == image_size) & (rate > 0))
+    if not rows.any():
         return None
     ratio = ASSUMED_RATES["infer_images_per_s"] / ASSUMED_RATES["train_images_per_s"]
-    t = float(train.median()) if len(train) else float(infer.median()) / ratio
-    i = float(infer.median()) if len(infer) else t * ratio
-    return Rates(t, i, f"measured ({path})")
+    t = float(rate[rows].max())
+    return Rates(t, t * ratio, f"measured ({path}; inference at the assumed x{ratio:g} of training)")
 
 
 # --------------------------------------------------------------------------------------------------

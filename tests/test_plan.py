@@ -8,8 +8,11 @@ import pandas as pd
 import pytest
 import torch
 
+from benchmarks.gpu_check import COLUMNS as GPU_CHECK_COLUMNS  # the file the plan reads measured rates from
+
 from rxlib import cli, config, manifest
 from rxlib.plan import (
+    ASSUMED_RATES,
     MODELS,
     Rates,
     build_plan,
@@ -22,6 +25,7 @@ from rxlib.plan import (
     summarise_data,
 )
 from rxlib.reproduce import reproduce, resolve_data_root, synthetic_profile
+
 from rxlib.train.profiles import cheating_run_config, run_config, settings
 
 KAGGLE_2019 = config.shared_rxrx1_dir() / "kaggle-2019"
@@ -38,7 +42,7 @@ def kaggle():
 
 @needs_kaggle
 def test_paper_plan_fits_24_gpu_hours_on_the_full_rxrx1(kaggle):
-    plan = build_plan("paper", data=kaggle)
+    plan = build_plan("paper", data=kaggle, rates=Rates())  # the assumed rates, whatever this machine measured
     assert kaggle.n_sites == 81_224 + 44_286
     assert 0 < plan.total_gpu_hours <= 24, format_plan(plan)
     main = plan.models[plan.models["model"] == "main"]
@@ -199,10 +203,28 @@ def test_paper_mini_plan_from_the_synthetic_design():
 def test_measured_rates_read_gpu_check_csv(tmp_path):
     assert measured_rates(tmp_path / "absent.csv") is None
     path = tmp_path / "gpu_check.csv"
-    path.write_text("benchmark,images_per_s,device\ndensenet161_train_bf16,210.5,H200\n"
-                    "densenet161_inference_bf16,700,H200\nnote,,\n")
+    columns = ",".join(GPU_CHECK_COLUMNS)
+
+    def row(**values):
+        return ",".join(str(values.get(c, "")) for c in GPU_CHECK_COLUMNS)
+
+    path.write_text("\n".join([columns,
+                               row(section="train", what="fp32", status="ok", image_size=512, images_per_s=90.0),
+                               row(section="train", what="bf16_channels_last", status="ok", image_size=512,
+                                   images_per_s=210.5),
+                               row(section="max_batch", what="bf16_channels_last_at_max_batch", status="ok",
+                                   image_size=512, images_per_s=230.0),
+                               row(section="train", what="bf16_channels_last_compiled", status="timeout",
+                                   image_size=512),
+                               row(section="gradcam", what="rxlib", status="ok", image_size=512, images_per_s=900)]))
     rates = measured_rates(path)
-    assert (rates.train_images_per_s, rates.infer_images_per_s) == (210.5, 700.0) and "measured" in rates.source
+    ratio = ASSUMED_RATES["infer_images_per_s"] / ASSUMED_RATES["train_images_per_s"]
+    assert rates.train_images_per_s == 230.0 and rates.infer_images_per_s == pytest.approx(230.0 * ratio)
+    assert "measured" in rates.source
+    # a CPU smoke run measures toy sizes only: the assumed rates stay
+    path.write_text("\n".join([columns, row(section="train", what="bf16_channels_last", status="ok", image_size=32,
+                                            images_per_s=29.0)]))
+    assert measured_rates(path) is None
     path.write_text("something,else\n1,2\n")
     assert measured_rates(path) is None
 

@@ -356,9 +356,10 @@ def class_scheme(root: str | Path) -> ClassScheme:
         positive = pd.to_numeric(wells.loc[wells["well_type"] == "positive_control", "sirna_id"], errors="coerce").dropna()
         if negative.nunique() == 1:
             neg = int(negative.iloc[0])
-            n_positive = int(positive.nunique())
-            if neg != ClassScheme().negative_control and neg - n_positive >= 1:
-                return ClassScheme(neg - n_positive, n_positive)
+            # treatments are 0..first positive control - 1 (not every positive-control id need be present)
+            n_treatments = int(positive.min()) if len(positive) and positive.min() < neg else neg
+            if neg != ClassScheme().negative_control and n_treatments >= 1:
+                return ClassScheme(n_treatments, neg - n_treatments)
     return ClassScheme()
 
 

@@ -51,7 +51,9 @@ def run(args: argparse.Namespace) -> Path:
     if not distributed.launched_by_torchrun():
         return train_run(config, data_root, out_dir, progress=not args.quiet).folder
 
-    from rxlib.data.splits import held_out_split
+    from rxlib.data import read_metadata
+    from rxlib.data.availability import check_trainable
+    from rxlib.train.registry import config_split
     from rxlib.train.evaluate import accuracy_by_cell_type, control_confidence, held_out_predictions
     from rxlib.train.loop import train
 
@@ -61,6 +63,7 @@ def run(args: argparse.Namespace) -> Path:
         if device == "cpu":
             torch.set_num_threads(cpu_threads())
         data_root = Path(data_root).resolve()
+        check_trainable(data_root, read_metadata(data_root))
         config = config.resolved(data_root)
         if ctx.is_main:
             record = {"key": out_dir.name, "config": config.to_dict(), "data_fingerprint": data_fingerprint(data_root),
@@ -68,7 +71,7 @@ def run(args: argparse.Namespace) -> Path:
             out_dir.mkdir(parents=True, exist_ok=True)
             with atomic_path(out_dir / "run.json") as tmp:
                 Path(tmp).write_text(json.dumps(record, indent=2, default=str) + "\n")
-        split = held_out_split(data_root, **config.data)
+        split = config_split(config)  # the data root's held-out split, with the config's plate subset
         train_config = config.train_config()
         result = train(train_config, split.train, split.val, split.unlabelled if train_config.pseudo_label else None,
                        out_dir=out_dir, resume=True, progress=not args.quiet and ctx.is_main)

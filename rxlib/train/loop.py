@@ -156,6 +156,15 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0.0 <= self.cutmix_prob <= 1.0:
             raise ValueError(f"cutmix_prob must be in [0, 1], got {self.cutmix_prob}")
+        if not 0.0 <= self.composite_c <= 1.0:
+            raise ValueError(f"composite_c must be in [0, 1] (eq. 12 weighs arc-margin by c, softmax by 1 - c), "
+                             f"got {self.composite_c}")
+        for name in ("arc_scale", "cutmix_alpha"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.arc_margin < 0 or self.weight_decay < 0 or self.min_lr < 0:
+            raise ValueError(f"arc_margin, weight_decay and min_lr must be >= 0, got {self.arc_margin}, "
+                             f"{self.weight_decay}, {self.min_lr}")
         if self.pseudo_label and self.pseudo_t2 <= self.pseudo_t1:
             raise ValueError(f"pseudo_t2 must exceed pseudo_t1, got T1={self.pseudo_t1}, T2={self.pseudo_t2}")
         if self.amp_dtype is None:

@@ -130,9 +130,15 @@ class RunConfig:
         if unknown:
             raise ValueError(f"unknown data settings {unknown}; known: {sorted({*DATA_DEFAULTS, *OPTIONAL_DATA})}")
         check_plates(self.data.get("plates"))
+        check_data_values(self.data)
         unknown = sorted(set(self.train) - _TRAIN_FIELDS)
         if unknown:
-            raise ValueError(f"unknown train settings {unknown}; known: {sorted(_TRAIN_FIELDS)}")
+            renamed = " (the boolean 'amp' is now 'amp_dtype': bfloat16, float16 or float32)" if "amp" in unknown else ""
+            raise ValueError(f"unknown train settings {unknown}{renamed}; known: {sorted(_TRAIN_FIELDS)}")
+        types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+        for name, value in self.train.items():  # types first: 1.5 epochs or "yes" for a flag is one clear line
+            if not (name == "n_classes" and value is None):
+                _check_type(f"train.{name}", value, types[name])
         self.train_config(n_classes=1)  # validate the values now, not after the data are read
 
     def train_config(self, n_classes: int | None = None) -> TrainConfig:
@@ -271,6 +277,20 @@ def parse_overrides(items) -> dict:
 _SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
 
 
+def check_data_values(data: dict) -> None:
+    """Raise a one-line ValueError naming the key and value of a bad ``data`` setting."""
+    from rxlib.data.dataset import NORMALISATIONS, STORAGES
+
+    allowed = {"storage": STORAGES, "normalize": NORMALISATIONS}
+    for name, choices in allowed.items():
+        if name in data and data[name] not in choices:
+            raise ValueError(f"bad value for data.{name}: {data[name]!r} (expected one of {', '.join(choices)})")
+    for name in ("augment", "cue"):
+        value = data.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise ValueError(f"bad value for data.{name}: {value!r} (expected true or false)")
+
+
 def _check_type(key: str, value, annotation: str) -> None:
     """Raise a one-line ValueError unless ``value`` fits the dataclass field ``annotation`` (a string)."""
     kinds = [part.strip() for part in str(annotation).split("|")]
@@ -321,6 +341,9 @@ def settings(profile: str, overrides=None) -> Settings:
             if name not in known:
                 raise ValueError(f"unknown setting {key!r} (value {value!r}); known data settings: "
                                  f"{', '.join(sorted(known))}")
+            if name == "cue":
+                raise ValueError(f"{key}={value!r} cannot be set: the cue belongs to the cheating model alone "
+                                 "(rxlib.plan.MODELS), or clean and cheating models would both cheat")
             if name in DATA_DEFAULTS and DATA_DEFAULTS[name] is not None:
                 _check_type(key, value, type(DATA_DEFAULTS[name]).__name__)
         else:
@@ -377,8 +400,11 @@ def config_from_dict(raw: dict, source: str = "config") -> RunConfig:
     if profile not in PROFILES:
         raise ValueError(f"{source}: unknown profile {profile!r}; known: {sorted(PROFILES)}")
     base = copy.deepcopy(PROFILES[profile])
-    base["data"].update(raw.get("data") or {})
-    base["train"].update(raw.get("train") or {})
+    for section in ("data", "train"):
+        if section in raw and not isinstance(raw[section], dict):
+            raise ValueError(f"{source}: {section} must be an object of settings, got {raw[section]!r}")
+    base["data"].update(raw.get("data", {}))
+    base["train"].update(raw.get("train", {}))
     try:
         return RunConfig(profile=profile, data=base["data"], train=base["train"],
                          data_root=str(raw.get("data_root") or ""), out_dir=str(raw.get("out_dir") or ""))

@@ -1,6 +1,7 @@
 """Which sites have images: the real pieces (some sites partial, most without images) and a tiny set."""
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from rxlib.data import read_metadata
@@ -55,3 +56,16 @@ def test_check_trainable(tiny_root, real_rxrx1):
     root = real_rxrx1 / "kaggle-2023"
     with pytest.raises(RxRx1DataError, match=r"kaggle-2023 cannot train a model: of its \d+ labelled training sites 16 "):
         check_trainable(root, read_metadata(root))
+
+
+def test_class_scheme_of_a_synthetic_set_without_truth(tmp_path):
+    from rxlib.data.metadata import ClassScheme, class_scheme
+
+    rows = [("treatment", 0), ("treatment", 5), ("positive_control", 10), ("positive_control", 11),
+            ("negative_control", 13)]
+    pd.DataFrame(rows, columns=["well_type", "sirna_id"]).to_csv(tmp_path / "metadata.csv", index=False)
+    # treatments 0..9, positive controls 10..12 (12 absent here), the negative control 13
+    assert class_scheme(tmp_path) == ClassScheme(10, 3)
+    pd.DataFrame([("treatment", 3), ("negative_control", 1138)], columns=["well_type", "sirna_id"]).to_csv(
+        tmp_path / "metadata.csv", index=False)
+    assert class_scheme(tmp_path) == ClassScheme()  # RxRx1's own negative control: RxRx1's scheme
