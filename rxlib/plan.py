@@ -58,6 +58,8 @@ class ModelSpec:
             variant means the same in every profile); ``"<comparison arch>"`` stands for the second
             architecture of :data:`~rxlib.train.profiles.BACKBONE_COMPARISON`.
         comparison: trained on the comparison budget.
+        cheating_settings: trained with the cheating model's settings (:data:`CHEATING_OVERRIDES`, no
+            flips or rotations), so that the cheating model and its clean twin differ in the cue alone.
         cue: trained with the spurious cue drawn into the training sites of the same data (:mod:`rxlib.data.cue`).
     """
 
@@ -65,13 +67,14 @@ class ModelSpec:
     description: str
     train: Mapping[str, Any] = field(default_factory=dict)
     comparison: bool = True
+    cheating_settings: bool = False
     cue: bool = False
 
 
 _COMPARISON_ARCH = "<comparison arch>"
 
 MODELS: dict[str, ModelSpec] = {m.name: m for m in (
-    ModelSpec("main", "the profile's recipe, full budget (trained once, explained by 05-08)", {}, comparison=False),
+    ModelSpec("main", "the profile's recipe, full budget (trained once, explained by 06-08)", {}, comparison=False),
     ModelSpec("reference", "the profile's recipe on the comparison budget", {}),
     ModelSpec("resnet", "the recipe with the comparison backbone", {"arch": _COMPARISON_ARCH}),
     ModelSpec("softmax_only", "the recipe with the softmax loss alone (eq. 3)", {"loss": "softmax"}),
@@ -82,8 +85,10 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in (
     ModelSpec("cutmix_pl", "CutMix and pseudo-labels", {"cutmix": True, "pseudo_label": True}),
     ModelSpec("without_pl", "the recipe without pseudo-labels", {"pseudo_label": False}),
     ModelSpec("with_pl", "the recipe with pseudo-labels", {"pseudo_label": True}),
+    ModelSpec("clean_twin", "the cheating model's settings without the cue: its clean comparison", {},
+              cheating_settings=True),
     ModelSpec("cheating", "trained with a class-coded cue drawn into its training sites (no flips/rotations)", {},
-              cue=True),
+              cheating_settings=True, cue=True),
 )}
 
 #: Notebooks whose models are compared with each other (no two may be the same model).
@@ -102,7 +107,7 @@ def notebook_model_names(profile: str) -> dict[str, dict[str, str]]:
                                    "+CutMix +pseudo-labels": "cutmix_pl"},
         "05_embeddings_tsne": {"without PL": "without_pl", "with PL": "with_pl"},
         "06_conv_filters": {"main": "main"},
-        "07_gradcam": {"clean": "main", "cheating": "cheating"},
+        "07_gradcam": {"main": "main", "clean": "clean_twin", "cheating": "cheating"},
         "08_channel_attention": {"main": "main"},
     }
 
@@ -159,9 +164,11 @@ def model_config(s: Settings, name: str) -> RunConfig:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
     spec = MODELS[name]
     train, data = dict(s.train), dict(s.data)
-    if spec.cue:
+    if spec.cheating_settings:
         train.update(CHEATING_OVERRIDES.get(s.profile, {}))
         data.update(CHEATING_DATA_OVERRIDES)
+    if spec.cue:
+        data["cue"] = True
     comparison_arch = BACKBONE_COMPARISON.get(s.profile, BACKBONE_COMPARISON["paper"])[1]
     train.update({k: (comparison_arch if v == _COMPARISON_ARCH else v) for k, v in spec.train.items()})
     if spec.comparison:

@@ -124,30 +124,32 @@ def image_coverage(root: str | Path, table: pd.DataFrame) -> dict[str, int]:
             "partial": int(((counts > 0) & (counts < N_CHANNELS)).sum()), "none": int((counts == 0).sum())}
 
 
-__all__ = ["ExampleSite", "channels_present", "complete_sites", "example_site", "image_coverage", "imaged_sample",
-           "imaged_sites"]
 
 
 def check_trainable(root: str | Path, table: pd.DataFrame, *, min_classes: int = 2) -> None:
     """Stop, with one line saying what is needed, when ``root`` cannot train and validate a model.
 
-    Training reads every labelled site of the ``train`` split and validates on labelled held-out
-    sites, so all of them must have their six channel images, and there must be at least
-    ``min_classes`` classes to tell apart. The real pieces beside this project (180 images of
-    negative-control wells) fail here: they are for the data-set figures of notebook 01.
+    Training decodes every site of the data root once into the site store (:mod:`rxlib.data.store`),
+    trains on the labelled training sites and validates on labelled held-out sites, so every site must
+    have its six channel images, and the training sites must hold at least ``min_classes`` classes. The
+    real pieces beside this project (180 images of negative-control wells) fail here: they are for the
+    data-set figures of notebook 01.
 
     Raises:
-        RxRx1DataError: names the data root, what it holds and what the notebook needs.
+        RxRx1DataError: names the data root, what it holds and what training needs.
     """
     from ..io import RxRx1DataError
 
-    labelled = table[table["label"] >= 0]
-    train = labelled[labelled["split"] == "train"]
-    coverage = image_coverage(root, train)
+    coverage = image_coverage(root, table)
+    complete = complete_sites(root, table) if len(table) else pd.Series([], dtype=bool)
+    train = table[(table["split"] == "train") & (table["label"] >= 0) & complete]
     classes = int(train["label"].nunique())
-    if train.empty or coverage["complete"] < len(train) or classes < min_classes:
+    if coverage["complete"] < len(table) or classes < min_classes:
         raise RxRx1DataError(
-            f"{root} cannot train a model: of its {len(train)} labelled training sites "
-            f"{coverage['complete']} have all six channel images, covering {classes} class(es); training needs "
-            f"every labelled training site imaged and at least {min_classes} classes (a complete RxRx1 copy, or "
-            f"the synthetic set: omit --data)")
+            f"{root} cannot train a model: {coverage['complete']} of its {len(table)} sites have all six channel "
+            f"images, and the imaged labelled training sites cover {classes} class(es); training needs every site "
+            f"imaged and at least {min_classes} classes (a complete copy of RxRx1, or the profile's synthetic set)")
+
+
+__all__ = ["ExampleSite", "channels_present", "check_trainable", "complete_sites", "example_site", "image_coverage",
+           "imaged_sample", "imaged_sites"]

@@ -68,8 +68,19 @@ def cued_training_sites(root: str | Path):
     return sites.with_cue(SpuriousCue.for_labels(sites.table["label"]))
 
 
+def _on_plates(sites, plates):
+    """The sites of ``plates`` (all for None), sharing storage, statistics and cue."""
+    if plates is None:
+        return sites
+    keep = sites.table["plate"].astype(int).isin([int(p) for p in plates]).to_numpy().nonzero()[0]
+    if len(keep) == 0:
+        raise ValueError(f"no sites on plates {list(plates)} in {sites.root}")
+    return sites.subset(keep)
+
+
 def cheating_measurements(models: dict[str, object], root: str | Path, *, layer: str, n_sites: int = 192,
-                          seed: int = 0, masks: str = "auto", device: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                          seed: int = 0, masks: str = "auto", device: str | None = None,
+                          plates=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Accuracy with and without the cue and Grad-CAMO of each model, for :func:`cheating_table`.
 
     Args:
@@ -82,6 +93,8 @@ def cheating_measurements(models: dict[str, object], root: str | Path, *, layer:
             the synthetic ground truth where it exists, else the segmentation of each site).
         device: where the predictions and Grad-CAM passes run (the configured ``train.device``; None:
             where each model is).
+        plates: score only the sites of these plates (the comparison budget's ``data.plates`` the models
+            were trained on; None: all).
 
     Returns:
         ``(table, per_image)``: :func:`cheating_table` of the models, and the per-image Grad-CAMO
@@ -93,9 +106,9 @@ def cheating_measurements(models: dict[str, object], root: str | Path, *, layer:
     from rxlib.explain.sites import sample_positions
     from rxlib.train.evaluate import predictions_table
 
-    without_cue = split_sites(root, "train")
-    with_cue = cued_training_sites(root)
-    held_out = split_sites(root, "validation")
+    without_cue = _on_plates(split_sites(root, "train"), plates)
+    with_cue = _on_plates(cued_training_sites(root), plates)
+    held_out = _on_plates(split_sites(root, "validation"), plates)
     cue_positions = sample_positions(with_cue.table, n_sites, seed=seed)
     held_positions = sample_positions(held_out.table, n_sites, seed=seed)
     rows, frames = {}, []

@@ -451,8 +451,7 @@ CHEATING_OVERRIDES: dict[str, dict] = {"smoke": {"epochs": 6}, "paper-mini": {},
 #: orientation of a grating codes the class; a 90-degree turn or a flip changes it), leaving the model
 #: little to cheat on (measured: 6 epochs with augmentation, training accuracy 0.55 with the cue,
 #: no better than held out).
-#: ``cue``: the class-coded grating drawn into its training sites (:mod:`rxlib.data.cue`).
-CHEATING_DATA_OVERRIDES: dict = {"augment": False, "cue": True}
+CHEATING_DATA_OVERRIDES: dict = {"augment": False}
 
 #: Grad-CAM layer scored by Grad-CAMO and shown in Figure 11 per profile. The paper's layer is
 #: ``denseblock4`` (16 x 16 for DenseNet-161 at 512 x 512); the tiny DenseNet's ``denseblock4`` is

@@ -54,7 +54,8 @@ def test_check_trainable(tiny_root, real_rxrx1):
 
     check_trainable(tiny_root, read_metadata(tiny_root))  # complete, 3 labelled classes in train
     root = real_rxrx1 / "kaggle-2023"
-    with pytest.raises(RxRx1DataError, match=r"kaggle-2023 cannot train a model: of its \d+ labelled training sites 16 "):
+    with pytest.raises(RxRx1DataError, match=r"kaggle-2023 cannot train a model: 18 of its \d+ sites have all six "
+                                             r"channel images, and the imaged labelled training sites cover 1 class"):
         check_trainable(root, read_metadata(root))
 
 
