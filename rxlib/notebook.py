@@ -66,7 +66,7 @@ class NotebookContext:
                     "channels each class changes are known, so Grad-CAMO uses the true cell masks and the channel "
                     "importances are scored against the planted ones.")
         return (f"Mode: no synthetic ground truth under {self.data_root} (real or truth-less data): Grad-CAMO uses "
-                "the package's segmentation of the nuclear channel (rxlib.explain.segment_cells) and channel "
+                "the package's segmentation (rxlib.explain.segment_cells: nuclei from w1 grown into cells) and channel "
                 "importances are reported but not scored, so no claim about recovering planted cells or channels "
                 "is made here; accuracies, curves, embeddings and filters are computed as on any data.")
 

@@ -84,9 +84,9 @@ class SpuriousCue:
             raise ValueError(f"expected a square (C, H, W) uint8 site with channel w{self.channel}, got "
                              f"{raw.dtype} {raw.shape}")
         grating = self.pattern(raw.shape[1], label)
+        out = raw.copy()  # never a view of the caller's (or an in-memory store's) pixels
         if grating is None:
-            return raw
-        out = raw.copy()
+            return out
         c = self.channel - 1
         mask = self.background(raw[c])
         value = raw[c].astype(np.float32) + np.where(mask, self.amplitude * grating, 0.0)

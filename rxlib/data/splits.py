@@ -2,7 +2,9 @@
 experiments.
 
 Training uses the labelled sites of the ``train`` split; validation uses the labelled sites of the
-``test`` split, whose experiments (and so whose batch effects) never occur in training. The same
+``test`` split, whose experiments (and so whose batch effects) never occur in training, and, where the test
+treatments carry no labels (the Kaggle layout), also those of training experiments held out for it
+(:func:`validation_experiments`). The same
 held-out images, with their labels ignored, are the unlabelled set for pseudo-labels (section 3.3:
 the paper pseudo-labels the test experiments).
 
@@ -135,7 +137,8 @@ def held_out_split(root: str | Path, *, storage: str = "store", augment: bool = 
     val_pos = np.flatnonzero(labelled & part_mask(table, "validation"))
     for name, positions in (("train", train_pos), ("test", val_pos)):
         if len(positions) == 0:
-            raise ValueError(f"{sites.root}: no labelled sites in the {name} split; held-out evaluation needs both")
+            raise ValueError(f"{sites.root}: no labelled sites in the {name} part (rxlib.data.splits.part_mask); "
+                             "training and held-out evaluation need both")
     train = sites.subset(train_pos, augment=augment)
     if cue:
         from .cue import SpuriousCue

@@ -9,7 +9,7 @@
   planted channels.
 - :mod:`~rxlib.explain.dcmix`: cheap per-class DCMIX training (one mixing layer per class versus the
   negative control).
-- :mod:`~rxlib.explain.cheating`: the spurious-cue data set and the cheating-model table.
+- :mod:`~rxlib.explain.cheating`: the cheating model's cued training sites (:mod:`rxlib.data.cue`), its measurements and table.
 - :mod:`~rxlib.explain.sites`: one split in memory, batches, examples to show.
 - :mod:`~rxlib.explain.embeddings`: templates of both heads, t-SNE, spread and separation numbers,
   and the band/block measure of Figure 10's 1x1 filters.

@@ -253,7 +253,7 @@ DCMIX_SETTINGS: dict = {"steps": 100, "batch_size": 32, "crop": 32, "lr": 3e-3, 
 
 
 def dcmix_for_data_root(data_root: str | Path, *, cache: bool = True, **settings) -> pd.DataFrame:
-    """Per-class DCMIX weights (:func:`dcmix_per_class`) of a synthetic data set, trained on its
+    """Per-class DCMIX weights (:func:`dcmix_per_class`) of a data set (real or synthetic), trained on its
     training experiments against the negative control, scored on its held-out experiments
     (:func:`dcmix_per_class_streaming`: at most ``sites_per_class`` sites of each class and of the
     control are read, through the lazy :func:`rxlib.data.splits.split_sites` data sets).

@@ -282,8 +282,6 @@ def grad_camo_dataset(model, dataset, root: str | Path, positions: Sequence[int]
         ``phenotype_share`` (the share of attention on the pixels where the phenotype was planted;
         NaN where none was, and always with segmentation masks).
     """
-    from rxlib.explain.gradcam import grad_cam
-    from rxlib.explain.sites import site_batch
     from rxlib.train.loop import on_device
 
     source = resolve_masks(root, masks)
@@ -293,25 +291,37 @@ def grad_camo_dataset(model, dataset, root: str | Path, positions: Sequence[int]
     if not positions:
         raise ValueError("no labelled sites to score")
     rows = []
-    for start in range(0, len(positions), batch_size):
-        chunk = positions[start:start + batch_size]
-        batch = site_batch(dataset, chunk)
-        with on_device(model, device):
-            cams = grad_cam(model, batch["image"], batch["cell_type"], batch["label"].tolist(), layer=layer,
-                            head=head, upsample=True).cpu().numpy()
-        for cam, p in zip(cams, chunk):
-            rec = table.iloc[p]
-            if source == "truth":
-                found = load_truth_masks(root, rec["experiment"], int(rec["plate"]), rec["well"], int(rec["site"]))
-                cells, planted = found["cells"], found["phenotype"]
-            else:
-                cells, planted = segment_cells(dataset.raw_image(p)), None
-            scores = grad_camo_image(cam, cells)
-            phenotype = grad_camo_score(cam, planted) if planted is not None and planted.any() else float("nan")
-            rows.append({"site_id": rec["site_id"], "experiment": rec["experiment"], "cell_type": rec["cell_type"],
-                         "well_type": rec["well_type"], "label": int(rec["label"]), "layer": layer, "masks": source,
-                         **scores, "phenotype_share": phenotype})
+    with on_device(model, device):  # one move there and back for the whole pass
+        for start in range(0, len(positions), batch_size):
+            rows += _grad_camo_chunk(model, dataset, root, positions[start:start + batch_size], source, layer=layer,
+                                     head=head)
     return pd.DataFrame(rows)
+
+
+def _grad_camo_chunk(model, dataset, root, chunk: list[int], source: str, *, layer: str, head: str) -> list[dict]:
+    """Rows of :func:`grad_camo_dataset` for the items ``chunk`` (one Grad-CAM pass)."""
+    from rxlib.explain.gradcam import grad_cam
+    from rxlib.explain.sites import site_batch
+
+    table = dataset.table
+    rows = []
+    batch = site_batch(dataset, chunk)
+    cams = grad_cam(model, batch["image"], batch["cell_type"], batch["label"].tolist(), layer=layer,
+                    head=head, upsample=True).cpu().numpy()
+    clean = dataset.with_cue(None) if getattr(dataset, "cue", None) is not None else dataset
+    for cam, p in zip(cams, chunk):
+        rec = table.iloc[p]
+        if source == "truth":
+            found = load_truth_masks(root, rec["experiment"], int(rec["plate"]), rec["well"], int(rec["site"]))
+            cells, planted = found["cells"], found["phenotype"]
+        else:  # segmented from the site without the cue, so that the grating cannot move the cell masks
+            cells, planted = segment_cells(clean.raw_image(p)), None
+        scores = grad_camo_image(cam, cells)
+        phenotype = grad_camo_score(cam, planted) if planted is not None and planted.any() else float("nan")
+        rows.append({"site_id": rec["site_id"], "experiment": rec["experiment"], "cell_type": rec["cell_type"],
+                     "well_type": rec["well_type"], "label": int(rec["label"]), "layer": layer, "masks": source,
+                     **scores, "phenotype_share": phenotype})
+    return rows
 
 
 def grad_camo_summary(frame: pd.DataFrame, by: str | Sequence[str] = "cell_type") -> pd.DataFrame:

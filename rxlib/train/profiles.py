@@ -1,7 +1,7 @@
 """Named training profiles and the run configuration files of ``rxlib train --config FILE``.
 
 A :class:`RunConfig` is everything that determines a trained model: the :class:`~rxlib.train.TrainConfig`
-of the loop plus how the data are read (normalisation, augmentation, in memory or streamed). Three
+of the loop plus how the data are read (normalisation, augmentation, storage: memory, the site store or PNGs). Three
 profiles:
 
 - ``smoke``: ``tiny_densenet`` on the 64x64 smoke synthetic set, 12 epochs of batch 32 on the CPU
@@ -442,8 +442,8 @@ def save_config(config: RunConfig, path: str | os.PathLike) -> Path:
     return path
 
 
-#: Training overrides of the cheating model (notebook 07: trained on the spurious-cue twin of the data
-#: set). The cue is learnt within a few epochs, so the smoke profile trains it for half the epochs to
+#: Training overrides of the cheating model and its clean twin (notebook 07: the cheating model is trained
+#: with a class-coded cue drawn into its training sites, rxlib.data.cue). The cue is learnt within a few epochs, so the smoke profile trains it for half the epochs to
 #: keep the notebooks within their CPU budget.
 CHEATING_OVERRIDES: dict[str, dict] = {"smoke": {"epochs": 6}, "paper-mini": {}, "paper": {}}
 

@@ -9,16 +9,34 @@ from rxlib.models import build_model
 from rxlib.train.loop import on_device
 
 
-def test_on_device_moves_back_even_on_error():
-    model = torch.nn.Linear(2, 2)
-    with on_device(model, "cpu") as device:
-        assert device == torch.device("cpu")
+class _Recorder(torch.nn.Linear):
+    """A module that records where it is sent (a CPU-only machine has no second device to move to)."""
+
+    def __init__(self) -> None:
+        super().__init__(2, 2)
+        self.moves: list[str] = []
+
+    def to(self, *args, **kwargs):
+        self.moves.append(str(args[0]) if args else str(kwargs.get("device")))
+        return self
+
+
+def test_on_device_moves_there_and_back_even_on_error():
+    model = _Recorder()
+    with on_device(model, "meta") as device:
+        assert device == torch.device("meta")
+    assert model.moves == ["meta", "cpu"]
+    model.moves.clear()
     try:
-        with on_device(model, None):
+        with on_device(model, "cuda:1"):
             raise RuntimeError("inside")
     except RuntimeError:
         pass
-    assert next(model.parameters()).device == torch.device("cpu")
+    assert model.moves == ["cuda:1", "cpu"]
+    model.moves.clear()
+    with on_device(model, None):  # None: where the model is
+        pass
+    assert model.moves == ["cpu", "cpu"]
 
 
 def test_importance_methods_on_a_device_equal_the_model_s_own():
