@@ -574,6 +574,11 @@ def build_plan(profile: str, data_root: str | os.PathLike | None = None, *, over
             trained.setdefault(ident, stem.split("_", 1)[0])
             rows.append(_model_row(stem, label, name, cfg, summary, rates, action,
                                    note if MODELS[name].comparison else "full"))
+        empty = [r["label"] for r in rows if r["action"] == "train" and r["images_per_epoch"] == 0]
+        if empty:
+            raise ValueError(f"{stem}: model(s) {', '.join(map(str, empty))} would train on no labelled site of "
+                             f"{data.root} (budget.comparison_plates={s.budget.get('comparison_plates')!r}?): "
+                             "choose plates the data set has")
         if stem in COMPARISON_NOTEBOOKS:
             check_distinct(stem, {r["label"]: f"{model_config(s, r['model']).config_hash()}@{r['data']}" for r in rows})
         passes = _passes(stem, s, data, cue, rows, rates)

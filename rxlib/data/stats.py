@@ -121,9 +121,11 @@ def normalisation_stats(intensities: pd.DataFrame, by: str = "experiment") -> pd
 
 
 def sites_with_images(root: str | Path, table: pd.DataFrame) -> pd.Series:
-    """Boolean mask of the rows of ``table`` that have at least one channel file under ``root``."""
-    return pd.Series([any(p.is_file() for p in channel_paths(root, stem)) for stem in table["image_stem"]],
-                     index=table.index)
+    """Boolean mask of the rows of ``table`` that have at least one channel file under ``root``
+    (:func:`rxlib.data.availability.imaged_sites`: one folder listing per plate, not six stats per row)."""
+    from .availability import imaged_sites
+
+    return imaged_sites(root, table)
 
 
 def write_stats(root: str | Path, out: str | Path, *, scan_images: bool = False, intensities: bool = True,
