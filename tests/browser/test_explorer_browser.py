@@ -29,38 +29,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from browser_setup import CHROMIUM, CHROMIUM_ARGS, EXPLORER_CELL, require_chromium
 
-CHROMIUM = Path(os.environ.get("RXLIB_CHROMIUM", "/usr/bin/chromium"))
 REPO_ROOT = Path(__file__).resolve().parents[2]
-#: Chromium flags: headless, and no background traffic (the closed network would refuse it, noisily).
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 SERVER_START_S = 60  # JupyterLab up and answering
 STEP_S = 45  # one step in the page: load, kernel + first CAM, redraw
 PAGE_S = 20  # default for a single Playwright action
 
 pytestmark = pytest.mark.browser
 
-NOTEBOOK_CODE = """\
-import torch
-from rxlib.data import RxRx1Dataset
-from rxlib.explain.explorer import gradcam_explorer
-from rxlib.models import build_model
-
-torch.set_num_threads(1)
-torch.manual_seed(0)
-dataset = RxRx1Dataset({root!r})
-model = build_model("tiny_densenet", int(dataset.table["label"].max()) + 1, embedding_dim=32)
-gradcam_explorer(model, dataset, layers=["denseblock1", "denseblock3"], class_id=3)
-"""
 
 
 def _requirements() -> None:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}: run scripts/install_browser.sh (Debian's chromium package) "
-                    "or set RXLIB_CHROMIUM")
-    pytest.importorskip("playwright.sync_api", reason="pip package 'playwright' is needed to drive Chromium "
-                        "(never run 'playwright install'; the test uses the system Chromium)")
+    require_chromium()
     pytest.importorskip("jupyterlab", reason="jupyterlab is needed to serve the notebook")
 
 
@@ -74,7 +55,7 @@ def _write_notebook(folder: Path, data_root: Path) -> Path:
     import nbformat
 
     notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(NOTEBOOK_CODE.format(root=str(data_root)))]
+    notebook.cells = [nbformat.v4.new_code_cell(EXPLORER_CELL.format(root=str(data_root)))]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     path = folder / "explorer.ipynb"
     nbformat.write(notebook, path)

@@ -18,11 +18,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from browser_setup import CHROMIUM, CHROMIUM_ARGS, EXPLORER_CELL, require_chromium
 
-CHROMIUM = Path(os.environ.get("RXLIB_CHROMIUM", "/usr/bin/chromium"))
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PAGE_S = 30
 
 pytestmark = pytest.mark.browser
@@ -79,18 +77,6 @@ widgets.VBox([widgets.IntSlider(value=3, description="sample"), widgets.Image(va
 """
 
 
-EXPLORER_CODE = """\
-import torch
-from rxlib.data import RxRx1Dataset
-from rxlib.explain.explorer import gradcam_explorer
-from rxlib.models import build_model
-
-torch.set_num_threads(1)
-torch.manual_seed(0)
-dataset = RxRx1Dataset({root!r})
-model = build_model("tiny_densenet", int(dataset.table["label"].max()) + 1, embedding_dim=32)
-gradcam_explorer(model, dataset, layers=["denseblock1", "denseblock3"], class_id=3)
-"""
 
 
 #: A notebook-02..08-style cell: save a package figure, end with ``fig``; it must be shown once.
@@ -117,11 +103,7 @@ def synthetic_notebook():
 
 
 def _requirements() -> None:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"no Chromium at {CHROMIUM}: run scripts/install_browser.sh (Debian's chromium package) "
-                    "or set RXLIB_CHROMIUM")
-    pytest.importorskip("playwright.sync_api", reason="pip package 'playwright' is needed to drive Chromium "
-                        "(never run 'playwright install'; the test uses the system Chromium)")
+    require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +118,7 @@ def reports(tmp_path_factory, explorer_root) -> list[Path]:
 
     folder = tmp_path_factory.mktemp("reports")
     explorer = nbformat.v4.new_notebook()
-    explorer.cells = [nbformat.v4.new_code_cell(EXPLORER_CODE.format(root=str(explorer_root)))]
+    explorer.cells = [nbformat.v4.new_code_cell(EXPLORER_CELL.format(root=str(explorer_root)))]
     explorer.metadata["kernelspec"] = synthetic_notebook().metadata["kernelspec"]
     for name, executed in (("synthetic", synthetic_notebook()), ("explorer", explorer)):
         NotebookClient(executed, kernel_name="python3", timeout=300,
