@@ -82,7 +82,7 @@ RESERVE_S = 5.0
 def paper_config(args: argparse.Namespace, **overrides):
     """The paper profile's :class:`~rxlib.train.TrainConfig` (1,139 classes), with the benchmark's
     device and batch; in ``--cpu-smoke`` mode a tiny DenseNet on the CPU instead of DenseNet-161."""
-    from rxlib.train.profiles import run_config
+    from rxlib.profiles import run_config
 
     config = run_config("paper").train_config(n_classes=1139)
     changes = {"device": args.device, "batch_size": args.batch}
@@ -624,7 +624,7 @@ def _settle(args: argparse.Namespace) -> argparse.Namespace:
     else:
         if not torch.cuda.is_available():
             raise SystemExit("gpu_check: no CUDA device; use --cpu-smoke on a CPU")
-        from rxlib.train.profiles import run_config
+        from rxlib.profiles import run_config
 
         args.device, args.size = "cuda", 512
         args.batch = args.batch or run_config("paper").train["batch_size"]

@@ -59,9 +59,8 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .profiles import check_device
     from .train.registry import resolve_run, train_run
-
-    from .train.profiles import check_device
 
     config, data_root, out_dir = resolve_run(args.config, args.data, args.out, args.device)
     check_device(config.train.get("device", "cpu"), hint="--device cpu")
@@ -138,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train one model from a JSON config file (resumes if interrupted)",
                         description="Train the paper's network on the train experiments of a data root and "
                                     "evaluate it on the held-out test experiments, as set by a JSON config file "
-                                    "(see configs/ and rxlib.train.profiles: profile, data_root, out_dir, data, "
+                                    "(see configs/ and rxlib.profiles: profile, data_root, out_dir, data, "
                                     "train). Writes history.csv, checkpoints/epoch_NNN.pt after every epoch, "
                                     "model.pt, predictions.csv, accuracy.csv (per cell type) and controls.csv "
                                     "(negative vs positive control confidence) to the output folder. If the run "

@@ -29,8 +29,8 @@ class NotebookContext:
     overrides: dict = field(default_factory=dict)
 
     def settings(self):
-        """The profile's settings with this run's overrides (:func:`rxlib.train.profiles.settings`)."""
-        from .train.profiles import settings
+        """The profile's settings with this run's overrides (:func:`rxlib.profiles.settings`)."""
+        from .profiles import settings
 
         return settings(self.profile, self.overrides)
 
@@ -86,14 +86,14 @@ def setup(profile: str = "smoke", data_root: str = "", seed: int = 0, figures_di
         real_root: the real RxRx1 pieces in the Kaggle 2023 layout; "" means
             ``<shared>/kaggle-2023`` when present, else None.
         overrides: settings over the profile's as a JSON object (``'{"train.epochs": 2}'``; "" for none),
-            checked here (see :func:`rxlib.train.profiles.settings`); ``rxlib reproduce --set`` fills it.
+            checked here (see :func:`rxlib.profiles.settings`); ``rxlib reproduce --set`` fills it.
     """
     import pandas as pd
 
     from .reproduce import resolve_data_root
 
     pd.set_option("display.max_columns", None)  # wide tables shown whole (report outputs scroll sideways)
-    from .train.profiles import PROFILES, parse_overrides, settings
+    from .profiles import PROFILES, parse_overrides, settings
 
     parsed = parse_overrides(overrides)
     if profile in PROFILES or parsed:

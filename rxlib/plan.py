@@ -11,7 +11,7 @@ Models (:data:`MODELS`):
 - comparison models: every model trained to be compared with another (02 the ResNet, 03 one loss
   alone, 04 the ablation, 05 with and without pseudo-labels, 07 the cheating model), and the recipe
   they are compared with (``reference``), trained on the profile's comparison budget
-  (:data:`rxlib.train.profiles.BUDGETS`: fewer epochs, a plate subset, fewer steps), so that every
+  (:data:`rxlib.profiles.BUDGETS`: fewer epochs, a plate subset, fewer steps), so that every
   comparison differs in one factor and the whole paper profile fits in a stated number of GPU-hours.
 
 Costs (:func:`build_plan`) are estimates from stated rates, never measurements of this machine:
@@ -34,12 +34,13 @@ import numpy as np
 import pandas as pd
 
 from rxlib import config as paths
-from rxlib.train.profiles import (
+from rxlib.profiles import (
     BACKBONE_COMPARISON,
     CHEATING_DATA_OVERRIDES,
     CHEATING_OVERRIDES,
     RunConfig,
     Settings,
+    device_problem,
     settings as profile_settings,
 )
 
@@ -56,7 +57,7 @@ class ModelSpec:
         description: one line for the plan.
         train: :class:`~rxlib.train.TrainConfig` settings over the profile's (absolute values, so that a
             variant means the same in every profile); ``"<comparison arch>"`` stands for the second
-            architecture of :data:`~rxlib.train.profiles.BACKBONE_COMPARISON`.
+            architecture of :data:`~rxlib.profiles.BACKBONE_COMPARISON`.
         comparison: trained on the comparison budget.
         cheating_settings: trained with the cheating model's settings (:data:`CHEATING_OVERRIDES`, no
             flips or rotations), so that the cheating model and its clean twin differ in the cue alone.
@@ -123,7 +124,7 @@ def _notebook_stem(notebook: str, profile: str) -> str:
 
 def apply_budget(train: dict, data: dict, budget: Mapping[str, Any]) -> None:
     """Change ``train`` and ``data`` in place to the comparison budget (see
-    :data:`rxlib.train.profiles.BUDGETS`); the pseudo-label ramp is scaled with the epochs."""
+    :data:`rxlib.profiles.BUDGETS`); the pseudo-label ramp is scaled with the epochs."""
     epochs = budget.get("comparison_epochs")
     if epochs is not None and epochs != train["epochs"]:
         factor = epochs / train["epochs"]
@@ -538,7 +539,7 @@ def build_plan(profile: str, data_root: str | os.PathLike | None = None, *, over
         profile: training profile (``smoke``, ``paper-mini``, ``paper``).
         data_root: the data root whose metadata gives the site counts (no image is read); None uses the
             design of the profile's synthetic set.
-        overrides: ``--set`` overrides (see :func:`rxlib.train.profiles.settings`).
+        overrides: ``--set`` overrides (see :func:`rxlib.profiles.settings`).
         seed: the seed (of the synthetic sets).
         notebooks: notebook stems to plan (default all of :func:`notebook_model_names`).
         rates: throughputs; default :func:`measured_rates` if ``gpu_check.csv`` exists, else the assumed ones.
@@ -594,13 +595,9 @@ def build_plan(profile: str, data_root: str | os.PathLike | None = None, *, over
     prep = {"sites": data.n_sites, "cpu_hours": data.n_sites / PREP_SITES_PER_S_PER_CORE / 3600,
             "disk_gb": data.n_sites * site_bytes / 1e9}
     notes = []
-    device = str(s.train.get("device", "cpu"))
-    if device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            notes.append(f"train.device={device!r} but this machine has no CUDA GPU: run on a GPU machine or pass "
-                         "--set train.device=cpu (far slower than the GPU-hours above)")
+    problem = device_problem(str(s.train.get("device", "cpu")))
+    if problem:
+        notes.append(f"{problem} (far slower than the GPU-hours above)")
     return Plan(profile, s, data, pd.DataFrame(model_rows), pd.DataFrame(pass_rows), notebooks_frame, rates, prep,
                 weights_status(configs), notes)
 

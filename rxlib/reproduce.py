@@ -426,7 +426,7 @@ def reproduce(
             Also the working directory of each kernel.
         items: The paper items to check outputs against; default :data:`rxlib.manifest.PAPER_ITEMS`.
         overrides: Settings over the profile's, ``{"train.epochs": 10, "budget.comparison_epochs": 2}`` or
-            ``["train.epochs=10", ...]`` (see :func:`rxlib.train.profiles.settings`); checked before anything
+            ``["train.epochs=10", ...]`` (see :func:`rxlib.profiles.settings`); checked before anything
             runs and passed to every notebook as its ``overrides`` parameter (a JSON string).
         rates: :class:`rxlib.plan.Rates` for the dry-run plan (default: measured, else assumed).
 
@@ -445,7 +445,7 @@ def reproduce(
             in ``overrides`` and, before a real run, a CUDA device on a machine without one or missing
             ImageNet weights (one line naming the setting and the fix).
     """
-    from rxlib.train.profiles import PROFILES, parse_overrides, settings
+    from rxlib.profiles import PROFILES, parse_overrides, settings
 
     overrides = parse_overrides(overrides)
     # unknown keys and bad values: one line, before anything runs (a profile that names only a synthetic
@@ -548,7 +548,7 @@ def preflight(run_settings, notebooks: Sequence[str]) -> None:
             ``--set train.pretrained=false`` or where to place the weights).
     """
     from rxlib.plan import missing_weights, requested_configs
-    from rxlib.train.profiles import check_device
+    from rxlib.profiles import check_device
 
     check_device(run_settings.train.get("device", "cpu"))
     if notebooks:

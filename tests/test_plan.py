@@ -26,7 +26,7 @@ from rxlib.plan import (
 )
 from rxlib.reproduce import reproduce, resolve_data_root, synthetic_profile
 
-from rxlib.train.profiles import cheating_run_config, run_config, settings
+from rxlib.profiles import cheating_run_config, run_config, settings
 
 KAGGLE_2019 = config.shared_rxrx1_dir() / "kaggle-2019"
 needs_kaggle = pytest.mark.skipif(not (KAGGLE_2019 / "train.csv").is_file(),
@@ -300,7 +300,7 @@ def test_manifest_marks_the_figures_of_comparison_models():
 
 
 def test_every_profile_has_an_entry_in_every_per_profile_table():
-    from rxlib.train import profiles
+    from rxlib import profiles
 
     for table in (profiles.BACKBONE_COMPARISON, profiles.CHEATING_OVERRIDES,
                   profiles.GRADCAM_LAYER, profiles.BUDGETS):

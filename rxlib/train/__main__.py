@@ -27,7 +27,7 @@ from pathlib import Path
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m rxlib.train", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", required=True, help="JSON run config (see rxlib.train.profiles)")
+    parser.add_argument("--config", required=True, help="JSON run config (see rxlib.profiles)")
     parser.add_argument("--data", default=None, help="data root (overrides data_root of the config)")
     parser.add_argument("--out", default=None, help="output folder (overrides out_dir of the config)")
     parser.add_argument("--device", default=None, help="cpu or cuda (overrides train.device; under torchrun "
@@ -42,9 +42,8 @@ def run(args: argparse.Namespace) -> Path:
 
     from rxlib.io import atomic_path, write_csv
     from rxlib.train import distributed
-    from rxlib.train.registry import cpu_threads, data_fingerprint, resolve_run, train_run
-
-    from rxlib.train.profiles import check_device
+    from rxlib.profiles import check_device, cpu_threads
+    from rxlib.train.registry import data_fingerprint, resolve_run, train_run
 
     config, data_root, out_dir = resolve_run(args.config, args.data, args.out, args.device)
     check_device(config.train.get("device", "cpu"), hint="--device cpu")  # one line, not a CUDA traceback

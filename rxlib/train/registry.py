@@ -1,6 +1,6 @@
 """The trained-model registry: train a configuration once, reuse it everywhere.
 
-:func:`train_or_load` keys each trained model by a hash of its :class:`~rxlib.train.profiles.RunConfig`
+:func:`train_or_load` keys each trained model by a hash of its :class:`~rxlib.profiles.RunConfig`
 (everything that determines the weights) and of the data root's metadata, and keeps it under
 ``rxlib.config.cache_dir()/models/<key>/``::
 
@@ -16,7 +16,7 @@ interrupted mid-training resumes. Notebooks ask for their models by name through
 (``ctx.models("04")``, ``ctx.model("main")``), which builds the configs and calls :func:`train_or_load`;
 later notebooks get the same models back without training. Called directly::
 
-    from rxlib.train.profiles import run_config
+    from rxlib.profiles import run_config
     from rxlib.train.registry import train_or_load
 
     composite = train_or_load(run_config(ctx.profile), ctx.data_root)                  # loss='composite'
@@ -34,29 +34,26 @@ The models notebooks 02-04 train in the smoke profile (``run_config('smoke', ...
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
 from torch.utils.data import Dataset
 
 from rxlib import config as paths
+from rxlib.data.splits import HeldOutSplit, held_out_split
 from rxlib.io import atomic_path, write_csv
 from rxlib.models import RxNet
-from rxlib.data.splits import HeldOutSplit, held_out_split
+from rxlib.profiles import RunConfig, load_config, training_threads
 from rxlib.train.evaluate import (
     accuracy_by_cell_type,
     control_confidence,
     held_out_predictions,
 )
 from rxlib.train.loop import load_trained_model, train
-from rxlib.train.profiles import RunConfig, load_config
 
 #: Files whose bytes identify a data root's content (whichever exist).
 _FINGERPRINT_FILES = ("metadata.csv", "truth/params.json", "truth/classes.csv", "train.csv", "test.csv",
@@ -133,7 +130,7 @@ class TrainedModel:
 class PlateSubset(Dataset):
     """The items of a site dataset (one with a ``table``) that lie on some plates; ``index`` renumbered.
 
-    The subset of a comparison budget (``data.plates``, see :data:`rxlib.train.profiles.BUDGETS`) is
+    The subset of a comparison budget (``data.plates``, see :data:`rxlib.profiles.BUDGETS`) is
     applied here, where the training table is built, so that the data layer needs no notion of it.
     """
 
@@ -216,49 +213,15 @@ def resolve_run(config_path: str | os.PathLike, data: str | None = None, out: st
     return config, str(data_root), out_dir
 
 
-def cpu_threads() -> int:
-    """Threads for CPU training and explanation: ``RXLIB_TRAIN_THREADS`` if set, else torch's default
-    (the machine's cores).
-
-    The number is fixed for a machine, never chosen from its current load: float results depend on
-    the thread count, so a load-dependent choice would make the same seed give different models on a
-    busy and an idle machine. On a machine shared with other jobs, ``RXLIB_TRAIN_THREADS=1`` is much
-    faster for the smoke networks (2 competing threads were 5-30 times slower per step); on an idle
-    2-core machine two threads are faster (notebook 02: 165 s against 273 s with one).
-    """
-    value = os.environ.get("RXLIB_TRAIN_THREADS")
-    if value:
-        if not value.isdigit() or int(value) < 1:
-            raise ValueError(f"RXLIB_TRAIN_THREADS must be a positive integer, got {value!r}")
-        return int(value)
-    return _default_threads()
-
-
-@functools.lru_cache(maxsize=1)
-def _default_threads() -> int:
-    """torch's thread count at first use, before any set_num_threads of ours."""
-    return torch.get_num_threads()
-
-
-@contextmanager
-def _torch_threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def train_run(config: RunConfig, data_root: str | os.PathLike, folder: str | os.PathLike, *,
               progress: bool = False) -> TrainedModel:
     """Train ``config`` on ``data_root`` into ``folder`` (resuming from its newest checkpoint), then
     write the held-out predictions, ``accuracy.csv`` and ``controls.csv`` there.
 
     This is what ``rxlib train --config FILE`` runs; :func:`train_or_load` runs it into the registry.
-    On the CPU it uses :func:`cpu_threads` threads (restored afterwards).
+    On the CPU it uses :func:`rxlib.profiles.cpu_threads` threads (restored afterwards).
     """
-    with _torch_threads(cpu_threads() if config.train.get("device", "cpu") == "cpu" else torch.get_num_threads()):
+    with training_threads(config.train.get("device", "cpu")):
         return _train_run(config, data_root, folder, progress)
 
 

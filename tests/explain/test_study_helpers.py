@@ -113,7 +113,7 @@ def test_cached_table_computes_once(tmp_path, monkeypatch):
 
 
 def test_cheating_run_config():
-    from rxlib.train.profiles import CHEATING_OVERRIDES, cheating_run_config, run_config
+    from rxlib.profiles import CHEATING_OVERRIDES, cheating_run_config, run_config
 
     config = cheating_run_config("smoke")
     assert config.data["augment"] is False

@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.utils.data import Dataset
 
+from rxlib.profiles import run_config
 from rxlib.train import train
-from rxlib.train.profiles import run_config
 
 
 class Random512(Dataset):

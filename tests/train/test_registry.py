@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
+from rxlib.profiles import run_config
 from rxlib.train import registry
-from rxlib.train.profiles import run_config
 
 
 @pytest.fixture
@@ -50,18 +50,3 @@ def test_a_different_config_trains_again(tiny_synth, registry_cache, counted_tra
 def test_pseudo_labels_and_cutmix_run(tiny_synth, registry_cache, tiny_run):
     result = registry.train_or_load(run_config("smoke", **tiny_run, cutmix=True, pseudo_label=True), tiny_synth)
     assert result.history["alpha"].iloc[-1] > 0 and len(result.history) == 2
-
-
-def test_thread_override(monkeypatch):
-    monkeypatch.setenv("RXLIB_TRAIN_THREADS", "3")
-    assert registry.cpu_threads() == 3
-    monkeypatch.setenv("RXLIB_TRAIN_THREADS", "zero")
-    with pytest.raises(ValueError, match="RXLIB_TRAIN_THREADS"):
-        registry.cpu_threads()
-
-
-def test_thread_count_does_not_follow_the_machine_load(monkeypatch):
-    monkeypatch.delenv("RXLIB_TRAIN_THREADS", raising=False)
-    for load in (0.0, 50.0):
-        monkeypatch.setattr("os.getloadavg", lambda load=load: (load, load, load))
-        assert registry.cpu_threads() == registry._default_threads()

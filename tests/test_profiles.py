@@ -4,9 +4,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
-from rxlib.train import TrainConfig
-from rxlib.train.profiles import (
+from rxlib import profiles
+from rxlib.profiles import (
     PROFILES,
     RunConfig,
     config_from_dict,
@@ -14,6 +15,7 @@ from rxlib.train.profiles import (
     run_config,
     save_config,
 )
+from rxlib.train import TrainConfig
 
 
 def test_paper_profile_has_the_papers_settings():
@@ -91,3 +93,57 @@ def test_config_from_dict_rejects_non_objects():
     with pytest.raises(ValueError, match="JSON object"):
         config_from_dict([1, 2])
     assert isinstance(config_from_dict({}), RunConfig)
+
+
+# --- runtime settings --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def torch_threads():
+    """Restore torch's thread count after a test that changes it."""
+    before = torch.get_num_threads()
+    yield before
+    torch.set_num_threads(before)
+
+
+def test_thread_override(monkeypatch):
+    monkeypatch.setenv("RXLIB_TRAIN_THREADS", "3")
+    assert profiles.cpu_threads() == 3
+    monkeypatch.setenv("RXLIB_TRAIN_THREADS", "zero")
+    with pytest.raises(ValueError, match="RXLIB_TRAIN_THREADS"):
+        profiles.cpu_threads()
+
+
+def test_thread_count_does_not_follow_the_machine_load(monkeypatch):
+    monkeypatch.delenv("RXLIB_TRAIN_THREADS", raising=False)
+    for load in (0.0, 50.0):
+        monkeypatch.setattr("os.getloadavg", lambda load=load: (load, load, load))
+        assert profiles.cpu_threads() == profiles._default_threads()
+
+
+def test_configure_threads_sets_torch(monkeypatch, torch_threads):
+    monkeypatch.setenv("RXLIB_TRAIN_THREADS", "1")
+    assert profiles.configure_threads() == 1
+    assert torch.get_num_threads() == 1
+
+
+def test_training_threads_on_the_cpu_only_and_restored(monkeypatch, torch_threads):
+    monkeypatch.setenv("RXLIB_TRAIN_THREADS", "1")
+    torch.set_num_threads(2)
+    with profiles.training_threads("cpu") as threads:
+        assert threads == 1 == torch.get_num_threads()
+    assert torch.get_num_threads() == 2
+    with profiles.training_threads("cuda:1") as threads:  # a GPU run leaves torch's count alone
+        assert threads == 2 == torch.get_num_threads()
+    with pytest.raises(RuntimeError), profiles.training_threads("cpu"):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == 2
+
+
+def test_device_check_names_the_device_and_the_fix(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert profiles.device_problem("cpu") is None
+    with pytest.raises(ValueError, match=r"'cuda:1' but no CUDA GPU.*--device cpu"):
+        profiles.check_device("cuda:1", hint="--device cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    profiles.check_device("cuda")

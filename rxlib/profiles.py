@@ -1,4 +1,6 @@
-"""Named training profiles and the run configuration files of ``rxlib train --config FILE``.
+"""Named profiles, the run configuration files of ``rxlib train --config FILE``, and the runtime settings.
+
+Used alike by :mod:`rxlib.plan`, :mod:`rxlib.reproduce`, :mod:`rxlib.notebook` and :mod:`rxlib.train`.
 
 A :class:`RunConfig` is everything that determines a trained model: the :class:`~rxlib.train.TrainConfig`
 of the loop plus how the data are read (normalisation, augmentation, storage: memory, the site store or PNGs). Three
@@ -28,16 +30,26 @@ Config files are JSON (stdlib only)::
 
 ``profile`` names the defaults that the ``data`` and ``train`` entries override; ``train.n_classes``
 may be ``null`` (taken from the data root's class scheme). Unknown keys are an error naming them.
+
+Runtime settings say how a run uses this machine, never what it trains (they are not part of a
+model's registry key): the CPU thread count (:func:`cpu_threads`, ``RXLIB_TRAIN_THREADS``;
+:func:`configure_threads` sets it once for a notebook, :func:`training_threads` for one run) and
+whether the configured device exists here (:func:`check_device`).
 """
 from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import torch
 
 from rxlib.train.loop import RESUME_MAY_DIFFER, TrainConfig
 
@@ -110,7 +122,7 @@ class RunConfig:
         profile: the profile whose defaults were used.
         data: ``normalize``, ``augment``, ``storage`` (``memory``, ``store`` or ``png``, see
             :class:`rxlib.data.RxRx1Dataset`); optionally ``plates`` (train and evaluate on these plates
-            only; applied by :func:`rxlib.train.registry.train_run`).
+            only; applied by :func:`rxlib.train.registry.config_split`).
         train: :class:`TrainConfig` keyword arguments (``n_classes`` None until resolved for a data root).
         data_root: the data root ("" for none given; the CLI and notebooks pass one).
         out_dir: output folder of ``rxlib train`` ("" for the model registry's folder).
@@ -366,22 +378,6 @@ def settings(profile: str, overrides=None) -> Settings:
     return Settings(profile, sections["train"], sections["data"], sections["budget"], overrides)
 
 
-def check_device(device: str, *, hint: str = "--set train.device=cpu") -> None:
-    """Raise a one-line ValueError if ``device`` names a CUDA device and this machine has none.
-
-    Args:
-        device: ``cpu``, ``cuda``, ``cuda:1``, ...
-        hint: how the user switches to the CPU from where they called (the message ends with it).
-    """
-    if not str(device).startswith("cuda"):
-        return
-    import torch
-
-    if not torch.cuda.is_available():
-        raise ValueError(f"train.device is {device!r} but no CUDA GPU is available on this machine: run on a "
-                         f"GPU machine or pass {hint}")
-
-
 def config_from_dict(raw: dict, source: str = "config") -> RunConfig:
     """Build a :class:`RunConfig` from a dict as in a config file: profile defaults, then its entries.
 
@@ -465,3 +461,81 @@ def cheating_run_config(profile: str = "smoke", **train_overrides) -> RunConfig:
     config.data.update(CHEATING_DATA_OVERRIDES)
     config.__post_init__()
     return config
+
+
+# --------------------------------------------------------------------------------------------------
+# Runtime settings: how a run uses this machine (threads, device); they never change the registry key
+
+#: Environment variable that fixes the CPU thread count of training and of the passes after it.
+THREADS_VARIABLE = "RXLIB_TRAIN_THREADS"
+
+
+def cpu_threads() -> int:
+    """Threads for CPU training and explanation: ``RXLIB_TRAIN_THREADS`` if set, else torch's default
+    (the machine's cores).
+
+    The number is fixed for a machine, never chosen from its current load: float results depend on
+    the thread count, so a load-dependent choice would make the same seed give different models on a
+    busy and an idle machine. On a machine shared with other jobs, ``RXLIB_TRAIN_THREADS=1`` is much
+    faster for the smoke networks (2 competing threads were 5-30 times slower per step); on an idle
+    2-core machine two threads are faster (notebook 02: 165 s against 273 s with one).
+
+    Raises:
+        ValueError: ``RXLIB_TRAIN_THREADS`` is not a positive integer (names it and the value).
+    """
+    value = os.environ.get(THREADS_VARIABLE)
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"{THREADS_VARIABLE} must be a positive integer, got {value!r}")
+        return int(value)
+    return _default_threads()
+
+
+@functools.lru_cache(maxsize=1)
+def _default_threads() -> int:
+    """torch's thread count at first use, before any set_num_threads of ours."""
+    return torch.get_num_threads()
+
+
+def configure_threads() -> int:
+    """Set torch's CPU thread count to :func:`cpu_threads` for the rest of the process and return it.
+
+    Call it once where a notebook or script starts (nothing calls it on import), so that its passes
+    after training run with the same fixed thread count as training, whatever the machine's load.
+    """
+    threads = cpu_threads()
+    torch.set_num_threads(threads)
+    return threads
+
+
+@contextmanager
+def training_threads(device: str | torch.device) -> Iterator[int]:
+    """Run a block with :func:`cpu_threads` threads when ``device`` is the CPU (restored afterwards);
+    on a GPU torch's thread count is left as it is. Yields the count in force."""
+    before = torch.get_num_threads()
+    threads = cpu_threads() if torch.device(device).type == "cpu" else before
+    torch.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        torch.set_num_threads(before)
+
+
+def device_problem(device: str, *, hint: str = "--set train.device=cpu") -> str | None:
+    """Why ``device`` cannot be used on this machine (a CUDA device and no CUDA GPU), or None.
+
+    Args:
+        device: ``cpu``, ``cuda``, ``cuda:1``, ...
+        hint: how the user switches to the CPU from where they called (the message ends with it).
+    """
+    if not str(device).startswith("cuda") or torch.cuda.is_available():
+        return None
+    return (f"train.device is {device!r} but no CUDA GPU is available on this machine: run on a GPU machine "
+            f"or pass {hint}")
+
+
+def check_device(device: str, *, hint: str = "--set train.device=cpu") -> None:
+    """Raise a one-line ValueError (:func:`device_problem`) if ``device`` cannot be used on this machine."""
+    problem = device_problem(device, hint=hint)
+    if problem:
+        raise ValueError(problem)
