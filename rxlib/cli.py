@@ -59,19 +59,33 @@ def _reproduce(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .profiles import check_device
-    from .train.registry import resolve_run, train_run
+    from .train.run import run_command
 
-    config, data_root, out_dir = resolve_run(args.config, args.data, args.out, args.device)
-    check_device(config.train.get("device", "cpu"), hint="--device cpu")
-    start = time.perf_counter()
-    result = train_run(config, data_root, out_dir, progress=not args.quiet)
-    overall = result.accuracy.set_index("cell_type").loc["all"]
-    print(f"trained {config.train['arch']} ({config.train['loss']} loss) in {time.perf_counter() - start:.1f} s; "
-          f"outputs in {result.folder}")
-    print(f"held-out accuracy {overall['acc_softmax']:.3f} (softmax head), {overall['acc_arc']:.3f} (arc head); "
-          f"chance {overall['chance']:.3f}")
-    return 0
+    return run_command(args, "rxlib train")
+
+
+#: What ``rxlib train --help`` and ``python -m rxlib.train --help`` say the command does.
+TRAIN_DESCRIPTION = (
+    "Train the paper's network on the train experiments of a data root and evaluate it on the held-out test "
+    "experiments, as set by a JSON config file (see configs/ and rxlib.profiles: profile, data_root, out_dir, "
+    "data, train). Writes run.json, history.csv, checkpoints/epoch_NNN.pt after every epoch, model.pt, "
+    "predictions.csv, accuracy.csv (per cell type) and controls.csv (negative vs positive control confidence) "
+    "to the output folder. If the run is killed, the same command resumes from the last checkpoint in that "
+    "folder. Under torchrun (torchrun --nproc_per_node N -m rxlib.train --config FILE) every process trains "
+    "with DistributedDataParallel, train.batch_size is the batch of each process, and rank 0 writes the outputs.")
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Declare the options of the train command on ``parser`` (``rxlib train`` and ``python -m rxlib.train``
+    both call this, so that the two cannot drift); :func:`rxlib.train.run.train_from_args` reads them."""
+    parser.add_argument("--config", required=True, help="JSON run config, e.g. configs/smoke.json")
+    parser.add_argument("--data", default=None, help="data root (overrides data_root of the config)")
+    parser.add_argument("--out", default=None, help="output folder (overrides out_dir of the config; default: the "
+                                                     "model registry folder of this config under the cache)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (overrides train.device; under "
+                                                        "torchrun each process takes cuda:LOCAL_RANK)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -135,19 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "reports/benchmarks/gpu_check.csv if present, else the stated assumption)")
     rep.set_defaults(func=_reproduce)
     tr = sub.add_parser("train", help="train one model from a JSON config file (resumes if interrupted)",
-                        description="Train the paper's network on the train experiments of a data root and "
-                                    "evaluate it on the held-out test experiments, as set by a JSON config file "
-                                    "(see configs/ and rxlib.profiles: profile, data_root, out_dir, data, "
-                                    "train). Writes history.csv, checkpoints/epoch_NNN.pt after every epoch, "
-                                    "model.pt, predictions.csv, accuracy.csv (per cell type) and controls.csv "
-                                    "(negative vs positive control confidence) to the output folder. If the run "
-                                    "is killed, the same command resumes from the last checkpoint in that folder.")
-    tr.add_argument("--config", required=True, help="JSON run config, e.g. configs/smoke.json")
-    tr.add_argument("--data", default=None, help="data root (overrides data_root of the config)")
-    tr.add_argument("--out", default=None, help="output folder (overrides out_dir of the config; default: the "
-                                                 "model registry folder of this config under the cache)")
-    tr.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (overrides train.device)")
-    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+                        description=TRAIN_DESCRIPTION)
+    add_train_options(tr)
     tr.set_defaults(func=_train)
     return parser
 
@@ -161,13 +164,6 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:  # permissions, a file where a folder is expected, a full disk: one line, no traceback
         if args.command not in ("synth", "stats"):
-            raise
-        print(f"rxlib {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except RuntimeError as exc:  # an unreadable (e.g. truncated) checkpoint: a message, not a torch traceback
-        from .train.loop import CheckpointError
-
-        if not isinstance(exc, CheckpointError):
             raise
         print(f"rxlib {args.command}: error: {exc}", file=sys.stderr)
         return 2

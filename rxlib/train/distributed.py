@@ -1,7 +1,8 @@
 """Data-parallel training over several processes (one per GPU, or several on a CPU) with
 ``torch.distributed``.
 
-Launch with torchrun; every process runs the same command::
+Launch with torchrun; every process runs the same command (:func:`rxlib.train.run.train_run` joins the
+group with :func:`process_group`)::
 
     torchrun --nproc_per_node 4 -m rxlib.train --config configs/paper.json            # one node, 4 GPUs
     torchrun --nnodes 2 --node_rank 0 --master_addr HOST --nproc_per_node 8 -m rxlib.train --config FILE
@@ -34,6 +35,8 @@ global torch RNG (augmentation, dropout) of rank ``r > 0`` is seeded from ``(see
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -89,6 +92,29 @@ def init_from_env(device: str) -> tuple[DistContext, str]:
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     return current(), device
+
+
+@contextmanager
+def process_group(device: str) -> Iterator[tuple[DistContext | None, str]]:
+    """The process group of a run, for the duration of a block.
+
+    Under torchrun the group is joined here (:func:`init_from_env`) and left when the block ends, even on
+    error; a group the caller has already joined is used and left to the caller; outside torchrun
+    there is none.
+
+    Yields:
+        The context (None on one process) and the device this process trains on (``cuda:LOCAL_RANK``
+        when torchrun starts one process per GPU, else ``device``).
+    """
+    ctx = current()
+    if ctx is not None or not launched_by_torchrun():
+        yield ctx, device
+        return
+    ctx, device = init_from_env(device)
+    try:
+        yield ctx, device
+    finally:
+        shutdown()
 
 
 def shutdown() -> None:
@@ -197,4 +223,4 @@ def shard_indices(n: int, ctx: DistContext | None) -> list[int]:
 
 
 __all__ = ["CpuSyncBatchNorm", "DistContext", "all_reduce_sum", "backend_for", "barrier", "convert_sync_batchnorm",
-           "current", "init_from_env", "launched_by_torchrun", "shard_indices", "shutdown"]
+           "current", "init_from_env", "launched_by_torchrun", "process_group", "shard_indices", "shutdown"]

@@ -2,14 +2,9 @@
 
 :func:`train_or_load` keys each trained model by a hash of its :class:`~rxlib.profiles.RunConfig`
 (everything that determines the weights) and of the data root's metadata, and keeps it under
-``rxlib.config.cache_dir()/models/<key>/``::
-
-    run.json          the resolved config, the data root and its fingerprint
-    history.csv       one row per epoch (see rxlib.train.loop)
-    checkpoints/      per-epoch checkpoints (a killed run resumes from the newest)
-    model.pt          the final weights (rxlib.train.load_trained_model reads it)
-    accuracy.csv      held-out accuracy per cell type; controls.csv: the control check
-    predictions.csv   the held-out predictions (rxlib.train.evaluate.predictions_table)
+``rxlib.config.cache_dir()/models/<key>/``, the folder :func:`rxlib.train.run.train_run` (the one
+training run, also behind ``rxlib train``) writes: ``run.json``, ``history.csv``, ``checkpoints/``,
+``model.pt``, ``accuracy.csv``, ``controls.csv`` and ``predictions.csv`` (see :mod:`rxlib.train.run`).
 
 A second call with the same config and data loads the model instead of training it again; a call
 interrupted mid-training resumes. Notebooks ask for their models by name through :mod:`rxlib.plan`
@@ -47,13 +42,9 @@ from rxlib import config as paths
 from rxlib.data.splits import HeldOutSplit, held_out_split
 from rxlib.io import atomic_path, write_csv
 from rxlib.models import RxNet
-from rxlib.profiles import RunConfig, load_config, training_threads
-from rxlib.train.evaluate import (
-    accuracy_by_cell_type,
-    control_confidence,
-    held_out_predictions,
-)
-from rxlib.train.loop import load_trained_model, train
+from rxlib.profiles import RunConfig
+from rxlib.train.evaluate import accuracy_by_cell_type, control_confidence
+from rxlib.train.loop import load_trained_model
 
 #: Files whose bytes identify a data root's content (whichever exist).
 _FINGERPRINT_FILES = ("metadata.csv", "truth/params.json", "truth/classes.csv", "train.csv", "test.csv",
@@ -189,65 +180,11 @@ def train_or_load(config: RunConfig, data_root: str | os.PathLike, *, progress: 
         resolved.train["device"] = device
     folder = models_dir() / model_key(resolved, data_root)
     if find_model(resolved, data_root) is None:
+        from rxlib.train.run import train_run  # the run builds on this module (keys, split, TrainedModel)
+
         return train_run(resolved, data_root, folder, progress=progress)
     return TrainedModel(load_trained_model(folder / "model.pt"), resolved, folder,
                         pd.read_csv(folder / "history.csv"), pd.read_csv(folder / "predictions.csv"), False)
-
-
-def resolve_run(config_path: str | os.PathLike, data: str | None = None, out: str | None = None,
-                device: str | None = None) -> tuple[RunConfig, str, Path]:
-    """Read a JSON run config and apply command-line overrides: returns (config, data_root, out_dir).
-
-    ``out_dir`` defaults to the config's ``out_dir``, else the registry folder of the config and data.
-
-    Raises:
-        ValueError: neither ``data`` nor the config names a data root.
-    """
-    config = load_config(config_path)
-    data_root = data or config.data_root
-    if not data_root:
-        raise ValueError(f"{config_path}: no data_root in the config and no --data given")
-    if device:
-        config.train["device"] = device
-    out_dir = Path(out or config.out_dir or models_dir() / model_key(config, data_root))
-    return config, str(data_root), out_dir
-
-
-def train_run(config: RunConfig, data_root: str | os.PathLike, folder: str | os.PathLike, *,
-              progress: bool = False) -> TrainedModel:
-    """Train ``config`` on ``data_root`` into ``folder`` (resuming from its newest checkpoint), then
-    write the held-out predictions, ``accuracy.csv`` and ``controls.csv`` there.
-
-    This is what ``rxlib train --config FILE`` runs; :func:`train_or_load` runs it into the registry.
-    On the CPU it uses :func:`rxlib.profiles.cpu_threads` threads (restored afterwards).
-    """
-    with training_threads(config.train.get("device", "cpu")):
-        return _train_run(config, data_root, folder, progress)
-
-
-def _train_run(config: RunConfig, data_root, folder, progress: bool) -> TrainedModel:
-    from rxlib.data import read_metadata
-    from rxlib.data.availability import check_trainable
-
-    data_root, folder = Path(data_root).resolve(), Path(folder)
-    check_trainable(data_root, read_metadata(data_root))  # one line before any folder or store is made
-    config = config.resolved(data_root)
-    folder.mkdir(parents=True, exist_ok=True)
-    record = {"key": folder.name, "config": config.to_dict(), "data_fingerprint": data_fingerprint(data_root)}
-    with atomic_path(folder / "run.json") as tmp:
-        Path(tmp).write_text(json.dumps(record, indent=2, default=str) + "\n")
-    split = config_split(config)
-    train_config = config.train_config()
-    result = train(train_config, split.train, split.val, split.unlabelled if train_config.pseudo_label else None,
-                   out_dir=folder, resume=True, progress=progress)
-    # predictions on the training device with its autocast; the model handed to notebooks lives on the CPU
-    predictions = held_out_predictions(result.model, split.val, train_config)
-    model = result.model.cpu().eval()
-    trained = TrainedModel(model, config, folder, result.history, predictions, True)
-    write_csv(folder / "accuracy.csv", trained.accuracy)
-    write_csv(folder / "controls.csv", trained.controls)
-    write_csv(folder / "predictions.csv", predictions)  # last: its presence marks a complete run
-    return trained
 
 
 def registry_table() -> pd.DataFrame:

@@ -94,7 +94,9 @@ def test_two_ranks_match_one(runs):
 
 
 def test_rank_zero_writes_one_set_of_files(runs):
-    _, two, _ = runs
+    one, two, (done_one, done_two) = runs
+    assert done_two.stdout.count("trained in") == 1 and "held-out accuracy" in done_two.stdout  # rank 0 reports
+    assert json.loads((one / "run.json").read_text())["world_size"] == 1
     assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["epoch_003.pt"]
     assert not list(two.rglob("*.part"))
     for name in ("model.pt", "history.csv", "predictions.csv", "accuracy.csv", "run.json"):

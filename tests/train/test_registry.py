@@ -6,19 +6,19 @@ import pytest
 import torch
 
 from rxlib.profiles import run_config
-from rxlib.train import registry
+from rxlib.train import registry, run
 
 
 @pytest.fixture
 def counted_train(monkeypatch):
     calls = []
-    original = registry.train
+    original = run.train
 
     def counting(*args, **kwargs):
         calls.append(kwargs.get("out_dir"))
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(registry, "train", counting)
+    monkeypatch.setattr(run, "train", counting)
     return calls
 
 
