@@ -564,6 +564,108 @@ def _check_resume_config(saved: dict, config: TrainConfig, path: Path) -> None:
         )
 
 
+@dataclass
+class _Training:
+    """What a run trains and checkpoints: the model (unwrapped), its optimiser, schedule and GradScaler."""
+
+    model: RxNet
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler | None
+
+    def checkpoint_state(self, config: TrainConfig, records: list[dict]) -> dict:
+        """The checkpoint after the last epoch of ``records``: everything :func:`_resume` restores."""
+        state = {
+            "format": CHECKPOINT_FORMAT, "config": config.to_dict(), "epoch": records[-1]["epoch"],
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "rng": _rng_states(), "history": records,
+            "in_channels": self.model.in_channels, "n_cell_types": self.model.n_cell_types,
+        }
+        if self.scaler is not None:
+            state["scaler"] = self.scaler.state_dict()
+        return state
+
+    def model_state(self, config: TrainConfig, epoch: int) -> dict:
+        """The content of ``model.pt``: the weights and the config (:func:`load_trained_model` reads it)."""
+        return {"format": CHECKPOINT_FORMAT, "config": config.to_dict(), "epoch": epoch,
+                "model": self.model.state_dict(), "in_channels": self.model.in_channels,
+                "n_cell_types": self.model.n_cell_types}
+
+
+def _build_training(config: TrainConfig, device: torch.device, ctx) -> _Training:
+    """The model (seeded from ``config.seed``; synchronised BatchNorm in a process group) on ``device``,
+    Adam, the learning-rate schedule and a GradScaler for float16 on CUDA."""
+    torch.manual_seed(config.seed)  # model initialisation
+    model = build_model(config.arch, config.n_classes, pretrained=config.pretrained,
+                        embedding_dim=config.embedding_dim, memory_efficient=config.memory_efficient)
+    if ctx is not None:
+        model = distributed.convert_sync_batchnorm(model, device)
+    model.to(device)
+    if device.type == "cuda" and config.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    if config.cosine_schedule:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.min_lr)
+    else:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(device, config.amp_dtype) else None
+    return _Training(model, optimizer, scheduler, scaler)
+
+
+def _resume(training: _Training, config: TrainConfig, out_dir: Path) -> tuple[int, list[dict], Path | None]:
+    """Restore ``training`` and the RNG states from the newest checkpoint in ``out_dir``, if any.
+
+    Returns:
+        The number of epochs done, the history so far and the checkpoint read (0, [], None without one).
+    """
+    checkpoint = latest_checkpoint(out_dir)
+    if checkpoint is None:
+        return 0, [], None
+    state = load_checkpoint(checkpoint)
+    _check_resume_config(state["config"], config, checkpoint)
+    training.model.load_state_dict(state["model"])
+    training.optimizer.load_state_dict(state["optimizer"])
+    training.scheduler.load_state_dict(state["scheduler"])
+    if training.scaler is not None and state.get("scaler"):  # absent unless the run trained in float16
+        training.scaler.load_state_dict(state["scaler"])
+    _set_rng_states(state["rng"])
+    return state["epoch"], list(state["history"]), checkpoint
+
+
+def _data_parallel(model: RxNet, device: torch.device, ctx) -> torch.nn.Module:
+    """What the steps run: the model itself, or its DistributedDataParallel wrapper in a process group."""
+    if ctx is None:
+        return model
+    return torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index if device.index is not None else 0] if device.type == "cuda" else None)
+
+
+def _run_epoch(training: _Training, net: torch.nn.Module, config: TrainConfig, datasets: tuple, epoch: int,
+               progress: bool) -> dict:
+    """Train epoch ``epoch`` (0-based), validate, step the schedule; returns its history row."""
+    train_dataset, val_dataset, unlabelled_dataset = datasets
+    started = time.perf_counter()
+    t = epoch + 1
+    alpha = alpha_schedule(t, config.pseudo_t1, config.pseudo_t2, config.pseudo_alpha_f) if config.pseudo_label else 0.0
+    row = {"epoch": t, "lr": training.optimizer.param_groups[0]["lr"], "alpha": alpha}
+    row.update(_train_epoch(net, training.optimizer, training.scaler, config, train_dataset, unlabelled_dataset,
+                            epoch, alpha, progress))
+    row.update(evaluate(training.model, val_dataset, config, progress) if val_dataset is not None
+               else _Meter().result("val"))
+    training.scheduler.step()
+    row["seconds"] = time.perf_counter() - started
+    return row
+
+
+def _write_epoch(training: _Training, config: TrainConfig, out_dir: Path, records: list[dict]) -> None:
+    """Write the checkpoint of the last epoch of ``records`` and ``history.csv``; remove the checkpoints
+    older than the newest ``config.keep_checkpoints``."""
+    save_checkpoint(checkpoint_path(out_dir, records[-1]["epoch"]), training.checkpoint_state(config, records))
+    write_csv(out_dir / "history.csv", pd.DataFrame(records, columns=list(HISTORY_COLUMNS)))
+    for old in sorted((out_dir / "checkpoints").glob("epoch_[0-9][0-9][0-9].pt"))[:-config.keep_checkpoints]:
+        old.unlink()
+
+
 def train(
     config: TrainConfig,
     train_dataset: Dataset,
@@ -597,87 +699,28 @@ def train(
     """
     if config.pseudo_label and unlabelled_dataset is None:
         raise ValueError("config.pseudo_label is True but no unlabelled_dataset was given")
-    out_dir = Path(out_dir)
-    device = torch.device(config.device)
-    use_cuda = device.type == "cuda"
-
-    torch.manual_seed(config.seed)  # model initialisation
-    model = build_model(config.arch, config.n_classes, pretrained=config.pretrained,
-                        embedding_dim=config.embedding_dim, memory_efficient=config.memory_efficient)
-    ctx = distributed.current()
-    if ctx is not None:
-        model = distributed.convert_sync_batchnorm(model, device)
-    model.to(device)
-    if use_cuda and config.channels_last:
-        model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    if config.cosine_schedule:
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs, eta_min=config.min_lr)
-    else:
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    scaler = torch.amp.GradScaler("cuda") if needs_grad_scaler(device, config.amp_dtype) else None
-
-    if ctx is None or ctx.is_main:
+    out_dir, device, ctx = Path(out_dir), torch.device(config.device), distributed.current()
+    writes = ctx is None or ctx.is_main  # only rank 0 writes files
+    training = _build_training(config, device, ctx)
+    if writes:
         _remove_stale_temporaries(out_dir)
-    start_epoch, records, checkpoint = 0, [], None
-    if resume and (checkpoint := latest_checkpoint(out_dir)) is not None:
-        state = load_checkpoint(checkpoint)
-        _check_resume_config(state["config"], config, checkpoint)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):  # absent unless the run trained in float16
-            scaler.load_state_dict(state["scaler"])
-        _set_rng_states(state["rng"])
-        start_epoch, records = state["epoch"], list(state["history"])
-    net = model  # what the steps run: the model, or its DistributedDataParallel wrapper
-    if ctx is not None:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index if device.index is not None else 0] if use_cuda else None)
-    write = ctx is None or ctx.is_main  # only rank 0 writes files
-
+    start_epoch, records, checkpoint = _resume(training, config, out_dir) if resume else (0, [], None)
+    net = _data_parallel(training.model, device, ctx)
     last_epoch = config.epochs if stop_after_epoch is None else min(config.epochs, stop_after_epoch)
     for epoch in range(start_epoch, last_epoch):
-        started = time.perf_counter()
-        t = epoch + 1
-        alpha = alpha_schedule(t, config.pseudo_t1, config.pseudo_t2, config.pseudo_alpha_f) if config.pseudo_label else 0.0
-        row = {"epoch": t, "lr": optimizer.param_groups[0]["lr"], "alpha": alpha}
-        progress_here = progress and write
-        row.update(_train_epoch(net, optimizer, scaler, config, train_dataset, unlabelled_dataset, epoch, alpha,
-                                progress_here))
-        row.update(evaluate(model, val_dataset, config, progress_here) if val_dataset is not None
-                   else _Meter().result("val"))
-        scheduler.step()
-        row["seconds"] = time.perf_counter() - started
-        records.append(row)
-        checkpoint = checkpoint_path(out_dir, t)
-        if not write:
-            continue
-        state = {
-            "format": CHECKPOINT_FORMAT, "config": config.to_dict(), "epoch": t,
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "rng": _rng_states(), "history": records,
-            "in_channels": model.in_channels, "n_cell_types": model.n_cell_types,
-        }
-        if scaler is not None:
-            state["scaler"] = scaler.state_dict()
-        save_checkpoint(checkpoint, state)
-        write_csv(out_dir / "history.csv", pd.DataFrame(records, columns=list(HISTORY_COLUMNS)))
-        for old in sorted((out_dir / "checkpoints").glob("epoch_[0-9][0-9][0-9].pt"))[:-config.keep_checkpoints]:
-            old.unlink()
+        records.append(_run_epoch(training, net, config, (train_dataset, val_dataset, unlabelled_dataset), epoch,
+                                  progress and writes))
+        checkpoint = checkpoint_path(out_dir, epoch + 1)
+        if writes:
+            _write_epoch(training, config, out_dir, records)
 
     completed = records[-1]["epoch"] if records else 0
-    model_path = None
-    if completed >= config.epochs:
-        model_path = out_dir / "model.pt"
-        if write:
-            save_checkpoint(model_path, {
-                "format": CHECKPOINT_FORMAT, "config": config.to_dict(), "epoch": completed,
-                "model": model.state_dict(), "in_channels": model.in_channels, "n_cell_types": model.n_cell_types,
-            })
+    model_path = out_dir / "model.pt" if completed >= config.epochs else None
+    if model_path is not None and writes:
+        save_checkpoint(model_path, training.model_state(config, completed))
     distributed.barrier()  # every rank returns once rank 0's files are complete
     history = pd.DataFrame(records, columns=list(HISTORY_COLUMNS))
-    return TrainResult(model, history, out_dir, checkpoint, model_path, completed)
+    return TrainResult(training.model, history, out_dir, checkpoint, model_path, completed)
 
 
 @contextlib.contextmanager
