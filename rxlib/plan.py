@@ -231,7 +231,8 @@ def notebook_models(s: Settings, notebook: str, data_root: str | os.PathLike, se
 #: 5.2 times the pixels, x 1.7 for an H100, x 0.8 for the recomputed bottlenecks.
 ASSUMED_RATES: dict[str, float] = {"train_images_per_s": 150.0, "infer_images_per_s": 450.0}
 #: Cost per image relative to DenseNet-161 at the same size (from published FLOPs and throughputs).
-ARCH_COST: dict[str, float] = {"densenet161": 1.0, "resnet50": 0.35, "resnet18": 0.15, "tiny_densenet": 0.02}
+ARCH_COST: dict[str, float] = {"densenet161": 1.0, "resnet50": 0.35, "resnet18": 0.15, "tiny_densenet": 0.02,
+                               "tiny_resnet": 0.01}
 #: Decoding the six PNGs of a site into the site store, per CPU core (measured on this machine).
 PREP_SITES_PER_S_PER_CORE = 25.0
 #: Host memory of the Python process, torch and CUDA context, before any data.

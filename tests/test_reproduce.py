@@ -115,7 +115,8 @@ def test_success_writes_reports_and_merges_manifest(dirs):
     assert len(pd.read_csv(dirs.reps / "run_log.csv")) == 2
 
 
-def test_failing_cell_names_notebook_and_cell(dirs):
+def test_failing_cell_names_notebook_and_cell(dirs, monkeypatch):
+    monkeypatch.setenv("RXLIB_WORKERS", "1")  # one notebook at a time: nothing after the failure starts
     make_notebook(dirs.nb / "01_alpha.ipynb", "x = 1", "# divide\nresult = 1 / 0")
     make_notebook(dirs.nb / "02_beta.ipynb", WRITE_BETA)
     with pytest.raises(NotebookExecutionError) as info:
@@ -129,6 +130,20 @@ def test_failing_cell_names_notebook_and_cell(dirs):
     assert not (dirs.reps / "02_beta.ipynb").exists()  # the run stopped
     log = pd.read_csv(dirs.reps / "run_log.csv")
     assert log["status"].tolist() == ["failed"] and "ZeroDivisionError" in log.loc[0, "error"]
+
+
+def test_notebooks_run_side_by_side_and_a_failure_stops_the_queue(dirs, monkeypatch):
+    """Two workers: 01 fails while 02 runs beside it; 02 is finished and recorded, 03 never starts."""
+    monkeypatch.setenv("RXLIB_WORKERS", "2")
+    make_notebook(dirs.nb / "01_alpha.ipynb", "result = 1 / 0")
+    make_notebook(dirs.nb / "02_beta.ipynb", "import time\ntime.sleep(3)", WRITE_BETA)
+    make_notebook(dirs.nb / "03_gamma.ipynb", "x = 3")
+    with pytest.raises(NotebookExecutionError, match="01_alpha.ipynb"):
+        run(dirs)
+    log = pd.read_csv(dirs.reps / "run_log.csv")
+    assert log.set_index("notebook")["status"].to_dict() == {"01_alpha": "failed", "02_beta": "ok"}
+    assert (dirs.reps / "02_beta.html").is_file() and not (dirs.reps / "03_gamma.ipynb").exists()
+    assert pd.read_csv(dirs.reps / "manifest.csv")["notebook"].unique().tolist() == ["02_beta"]
 
 
 def test_missing_and_stale_outputs_are_errors(dirs):

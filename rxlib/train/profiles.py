@@ -42,7 +42,7 @@ from pathlib import Path
 from rxlib.train.loop import RESUME_MAY_DIFFER, TrainConfig
 
 #: Backbones compared in notebook 02 (DenseNet vs ResNet) per profile.
-BACKBONE_COMPARISON: dict[str, tuple[str, str]] = {"smoke": ("tiny_densenet", "resnet18"),
+BACKBONE_COMPARISON: dict[str, tuple[str, str]] = {"smoke": ("tiny_densenet", "tiny_resnet"),
                                                    "paper-mini": ("densenet161", "resnet50"),
                                                    "paper": ("densenet161", "resnet50")}
 

@@ -34,7 +34,6 @@ The models notebooks 02-04 train in the smoke profile (``run_config('smoke', ...
 """
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -44,6 +43,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from filelock import FileLock
 from torch.utils.data import Dataset
 
 from rxlib import config as paths
@@ -191,8 +191,10 @@ def train_or_load(config: RunConfig, data_root: str | os.PathLike, *, progress: 
     if device is not None:
         resolved.train["device"] = device
     folder = models_dir() / model_key(resolved, data_root)
-    if find_model(resolved, data_root) is None:
-        return train_run(resolved, data_root, folder, progress=progress)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder.parent / f".{folder.name}.lock"):  # two runs asking for one model: one trains it
+        if find_model(resolved, data_root) is None:
+            return train_run(resolved, data_root, folder, progress=progress)
     return TrainedModel(load_trained_model(folder / "model.pt"), resolved, folder,
                         pd.read_csv(folder / "history.csv"), pd.read_csv(folder / "predictions.csv"), False)
 
@@ -217,27 +219,21 @@ def resolve_run(config_path: str | os.PathLike, data: str | None = None, out: st
 
 
 def cpu_threads() -> int:
-    """Threads for CPU training and explanation: ``RXLIB_TRAIN_THREADS`` if set, else torch's default
-    (the machine's cores).
+    """Threads for CPU training and explanation: ``RXLIB_TRAIN_THREADS`` if set, else 1.
 
-    The number is fixed for a machine, never chosen from its current load: float results depend on
-    the thread count, so a load-dependent choice would make the same seed give different models on a
-    busy and an idle machine. On a machine shared with other jobs, ``RXLIB_TRAIN_THREADS=1`` is much
-    faster for the smoke networks (2 competing threads were 5-30 times slower per step); on an idle
-    2-core machine two threads are faster (notebook 02: 165 s against 273 s with one).
+    One thread, whatever the machine: float results depend on the thread count, so a fixed count gives
+    the same seed the same model on any machine and any load; and torch's threads spin-wait on each
+    other, so on a machine shared with other jobs two threads ran 5-10 times slower per step than one.
+    Cores are used by running models and notebooks side by side instead (:mod:`rxlib.train.pool`,
+    :func:`rxlib.reproduce.reproduce`). On a large idle machine, ``RXLIB_TRAIN_THREADS`` trades that
+    reproducibility across thread counts for speed.
     """
     value = os.environ.get("RXLIB_TRAIN_THREADS")
     if value:
         if not value.isdigit() or int(value) < 1:
             raise ValueError(f"RXLIB_TRAIN_THREADS must be a positive integer, got {value!r}")
         return int(value)
-    return _default_threads()
-
-
-@functools.lru_cache(maxsize=1)
-def _default_threads() -> int:
-    """torch's thread count at first use, before any set_num_threads of ours."""
-    return torch.get_num_threads()
+    return 1
 
 
 @contextmanager
