@@ -11,8 +11,8 @@
   negative control).
 - :mod:`~rxlib.explain.cheating`: the cheating model's cued training sites (:mod:`rxlib.data.cue`), its measurements and table.
 - :mod:`~rxlib.explain.sites`: one split in memory, batches, examples to show.
-- :mod:`~rxlib.explain.embeddings`: templates of both heads, t-SNE, spread and separation numbers,
-  and the band/block measure of Figure 10's 1x1 filters.
+- :mod:`~rxlib.explain.embeddings`: templates of both heads, t-SNE, spread and separation numbers.
+- :mod:`~rxlib.explain.filters`: Figure 10's 1x1 filters and their band/block measure.
 
 Nothing happens on import beyond importing torch, numpy and pandas.
 """
@@ -34,15 +34,10 @@ from rxlib.explain.channels import (
     planted_importance,
 )
 from rxlib.explain.embeddings import (
-    FIGURE10_LAYERS,
     compare_claim,
     feature_separation,
     feature_separation_table,
     features_of,
-    figure10_layers,
-    figure10_weights,
-    filter_band_block_stats,
-    filter_stats_table,
     junk_classes,
     junk_separation,
     most_frequent_classes,
@@ -50,6 +45,13 @@ from rxlib.explain.embeddings import (
     template_spread,
     template_table,
     tsne_frame,
+)
+from rxlib.explain.filters import (
+    FIGURE10_LAYERS,
+    figure10_layers,
+    figure10_weights,
+    filter_band_block_stats,
+    filter_stats_table,
 )
 from rxlib.explain.gradcam import (
     ClassTarget,

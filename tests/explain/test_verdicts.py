@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from rxlib.explain import verdicts as vd
-from rxlib.explain.embeddings import filter_band_block_stats, template_spread
+from rxlib.explain.embeddings import template_spread, template_spread_per_class
+from rxlib.explain.filters import filter_band_block_stats, filter_unit_flags
 
 RNG = np.random.default_rng(0)
 FAST = {"n_resamples": 999}
@@ -81,7 +82,7 @@ def test_filter_bands_verdict_and_unit_flags():
     rng = np.random.default_rng(3)
     banded = np.repeat(rng.normal(size=(1, 1)), 6, axis=1) * np.ones((40, 6)) + 0.001 * rng.normal(size=(40, 6))
     random = rng.normal(size=(40, 6))
-    t, i = vd.filter_unit_flags(banded), vd.filter_unit_flags(random)
+    t, i = filter_unit_flags(banded), filter_unit_flags(random)
     stats = filter_band_block_stats(banded)
     assert t["band"].mean() == stats["band_fraction"] and t["has_duplicate"].mean() == stats["duplicate_fraction"]
     assert vd.filter_bands_verdict("DB(1),DL(6)", t["band"], i["band"], **FAST).holds is True
@@ -128,7 +129,7 @@ def test_unit_helpers_average_to_the_published_numbers():
 
     t = RNG.normal(size=(8, 5))
     mask = np.array([1, 1, 1, 0, 1, 1, 0, 1], bool)
-    assert vd.template_spread_per_class(t, mask).mean() == pytest.approx(template_spread(t, mask))
+    assert template_spread_per_class(t, mask).mean() == pytest.approx(template_spread(t, mask))
     labels = np.array([0, 0, 0, 1, 1, 1, 2, 2])
     assert vd.silhouette_per_item(t, labels).mean() == pytest.approx(silhouette_score(t, labels, metric="cosine"))
 
@@ -212,7 +213,7 @@ def test_grad_camo_verdicts_from_frames():
 def test_pseudo_label_and_filter_verdicts_on_tiny_models():
     import torch
 
-    from rxlib.explain.embeddings import figure10_layers
+    from rxlib.explain.filters import figure10_layers
     from rxlib.models import build_model
 
     torch.manual_seed(0)
