@@ -21,7 +21,7 @@ def template_matrix(model: nn.Module, head: str = "softmax") -> np.ndarray:
     """The ``(n_classes, embedding_dim)`` class templates of one head, as a float64 array.
 
     Args:
-        model: an RxNet (or a :class:`~rxlib.explain.channels.DCMixNet` around one).
+        model: an RxNet (or a :class:`~rxlib.explain.dcmix.DCMixNet` around one).
         head: ``'softmax'`` (``softmax_head.weight``) or ``'arc'`` (``arc_templates``).
     """
     model = getattr(model, "inner", model)
