@@ -226,12 +226,41 @@ def class_importance(importance: np.ndarray | torch.Tensor, labels: Sequence[int
     return frame.groupby("class_id").mean()
 
 
+def per_class_recovery(importance: np.ndarray | torch.Tensor | pd.DataFrame, labels: Sequence[int] | np.ndarray | None,
+                       planted: pd.DataFrame) -> pd.DataFrame:
+    """Per class, whether a method's top channel is the planted top channel and its Spearman correlation
+    with the planted importance; their means are :func:`channel_importance_table`'s ``top1_agreement``
+    and ``spearman_mean``, and they are the units of the verdicts' intervals
+    (:func:`rxlib.explain.verdicts.channel_verdicts`).
+
+    Args:
+        importance: per image ``(N, C)`` (aggregated per class with ``labels``, :func:`class_importance`)
+            or a DataFrame already indexed by class id with one column per channel (a per-class answer
+            such as DCMIX weights).
+        labels: class per image (ignored for a per-class DataFrame).
+        planted: DataFrame indexed by class id, columns ``w1``..``wC`` (:func:`planted_importance`).
+            Classes whose planted importance is constant (controls, no phenotype) are skipped.
+
+    Returns:
+        Columns ``class_id``, ``hit`` (0/1), ``spearman`` (NaN where the estimate is constant).
+    """
+    informative = planted[planted.std(axis=1) > 0]
+    per_class = importance if isinstance(importance, pd.DataFrame) else class_importance(importance, labels)
+    per_class = per_class.reindex(columns=informative.columns)
+    rows = []
+    for cid in informative.index.intersection(per_class.index):
+        est, truth = per_class.loc[cid].to_numpy(float), informative.loc[cid].to_numpy(float)
+        rows.append({"class_id": cid, "hit": float(np.argmax(est) == np.argmax(truth)),
+                     "spearman": spearmanr(est, truth).statistic if np.std(est) > 0 else np.nan})
+    return pd.DataFrame(rows, columns=["class_id", "hit", "spearman"])
+
+
 def channel_importance_table(
     importances: dict[str, np.ndarray | torch.Tensor | pd.DataFrame],
     labels: Sequence[int] | np.ndarray | None,
     planted: pd.DataFrame,
 ) -> pd.DataFrame:
-    """Score channel-importance methods against planted importances.
+    """Score channel-importance methods against planted importances (:func:`per_class_recovery`).
 
     Args:
         importances: method name -> per-image ``(N, C)`` importances (aggregated per class with
@@ -246,20 +275,13 @@ def channel_importance_table(
         top channel is the planted top channel), ``spearman_mean`` and ``spearman_median`` (rank
         correlation with the planted importance, per class; NaN where the estimate is constant).
     """
-    informative = planted[planted.std(axis=1) > 0]
     rows = []
     for method, values in importances.items():
-        per_class = values if isinstance(values, pd.DataFrame) else class_importance(values, labels)
-        per_class = per_class.reindex(columns=informative.columns)
-        common = informative.index.intersection(per_class.index)
-        hits, rhos = [], []
-        for cid in common:
-            est, truth = per_class.loc[cid].to_numpy(float), informative.loc[cid].to_numpy(float)
-            hits.append(int(np.argmax(est) == np.argmax(truth)))
-            rhos.append(spearmanr(est, truth).statistic if np.std(est) > 0 else np.nan)
+        found = per_class_recovery(values, labels, planted)
+        hits, rhos = found["hit"].to_numpy(float), found["spearman"].to_numpy(float)
         rows.append({
-            "method": method, "n_classes": len(common),
-            "top1_agreement": float(np.mean(hits)) if hits else np.nan,
+            "method": method, "n_classes": len(found),
+            "top1_agreement": float(np.mean(hits)) if len(hits) else np.nan,
             "spearman_mean": float(np.nanmean(rhos)) if np.any(np.isfinite(rhos)) else np.nan,
             "spearman_median": float(np.nanmedian(rhos)) if np.any(np.isfinite(rhos)) else np.nan,
         })

@@ -17,10 +17,9 @@ take per-seed or per-unit measurements, never fixed numbers. :func:`write_verdic
 notebook's rows into ``reports/verdicts.csv``; :func:`verdicts_table` and :func:`caption` present them.
 
 Unit helpers turn a single model into per-unit values, so that a single-seed run still gets an
-interval (over classes, sites or filters; say so in ``unit``): :func:`silhouette_per_item` and
-:func:`per_class_recovery` here, and beside the measures they break down,
-:func:`rxlib.explain.embeddings.template_spread_per_class` and
-:func:`rxlib.explain.filters.filter_unit_flags`.
+interval (over classes, sites or filters; say so in ``unit``): :func:`silhouette_per_item` here, and
+beside the measures they break down, :func:`rxlib.explain.embeddings.template_spread_per_class`,
+:func:`rxlib.explain.filters.filter_unit_flags` and :func:`rxlib.explain.channels.per_class_recovery`.
 """
 from __future__ import annotations
 
@@ -385,7 +384,8 @@ def planted_channels_verdicts(method: str, hits, spearman, *, n_channels: int = 
                               source: str = "paper", **ci) -> tuple[Verdict, Verdict]:
     """Eq. 15 (or DCMIX, ``source='DCMIX'``) recovers the planted channels: the top-1 hit rate over
     classes above chance ``1 / n_channels``, and the mean Spearman correlation with the planted
-    importance above 0. Both intervals are over classes (:func:`per_class_recovery`).
+    importance above 0. Both intervals are over classes
+    (:func:`~rxlib.explain.channels.per_class_recovery`).
 
     Args:
         method: the method's name (as in the method table).
@@ -440,34 +440,6 @@ def silhouette_per_item(vectors: np.ndarray, labels, metric: str = "cosine") -> 
     from sklearn.metrics import silhouette_samples
 
     return silhouette_samples(np.asarray(vectors, dtype=np.float64), np.asarray(labels), metric=metric)
-
-
-def per_class_recovery(importance, labels, planted: pd.DataFrame) -> pd.DataFrame:
-    """Per class, whether a method's top channel is the planted top channel and its Spearman correlation
-    with the planted importance; the means are :func:`rxlib.explain.channels.channel_importance_table`'s
-    ``top1_agreement`` and ``spearman_mean``.
-
-    Args:
-        importance: per image ``(N, C)`` (aggregated with ``labels``) or a DataFrame indexed by class.
-        labels: class per image (ignored for a per-class DataFrame).
-        planted: :func:`rxlib.explain.channels.planted_importance`.
-
-    Returns:
-        Columns ``class_id``, ``hit`` (0/1), ``spearman`` (NaN where the estimate is constant).
-    """
-    from scipy.stats import spearmanr
-
-    from rxlib.explain.channels import class_importance
-
-    informative = planted[planted.std(axis=1) > 0]
-    per_class = importance if isinstance(importance, pd.DataFrame) else class_importance(importance, labels)
-    per_class = per_class.reindex(columns=informative.columns)
-    rows = []
-    for cid in informative.index.intersection(per_class.index):
-        est, truth = per_class.loc[cid].to_numpy(float), informative.loc[cid].to_numpy(float)
-        rows.append({"class_id": cid, "hit": float(np.argmax(est) == np.argmax(truth)),
-                     "spearman": spearmanr(est, truth).statistic if np.std(est) > 0 else np.nan})
-    return pd.DataFrame(rows, columns=["class_id", "hit", "spearman"])
 
 
 # --- from the notebooks' objects ------------------------------------------------------------------------
@@ -589,7 +561,7 @@ def channel_verdicts(importances: dict, labels, planted: pd.DataFrame, *, method
                      seeds: Iterable[int] = (), **ci) -> list[Verdict]:
     """Notebook 08: does each eq. 15 method (source: the paper) and DCMIX (any method whose name holds
     ``DCMIX``) recover the planted channels? Two verdicts per method (top-1 over chance, Spearman over
-    0), intervals over classes (:func:`per_class_recovery`).
+    0), intervals over classes (:func:`~rxlib.explain.channels.per_class_recovery`).
 
     Args:
         importances: method -> per-image ``(N, C)`` or per-class DataFrame (the notebook's dict).
@@ -597,6 +569,8 @@ def channel_verdicts(importances: dict, labels, planted: pd.DataFrame, *, method
         planted: :func:`rxlib.explain.channels.planted_importance`.
         methods: which methods (default: the eq. 15 and DCMIX ones).
     """
+    from rxlib.explain.channels import per_class_recovery
+
     chosen = [m for m in importances if m.startswith("eq15") or "DCMIX" in m] if methods is None else list(methods)
     out = []
     for method in chosen:

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from rxlib.explain import verdicts as vd
+from rxlib.explain.channels import per_class_recovery
 from rxlib.explain.embeddings import template_spread, template_spread_per_class
 from rxlib.explain.filters import filter_band_block_stats, filter_unit_flags
 
@@ -106,11 +107,11 @@ def test_cheating_area_and_control_verdicts():
 def test_planted_channel_verdicts_and_per_class_recovery():
     planted = pd.DataFrame(np.eye(6)[[0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]] + 0.1 * np.arange(6),
                            index=pd.Index(range(12), name="class_id"), columns=[f"w{i}" for i in range(1, 7)])
-    perfect = vd.per_class_recovery(planted, None, planted)
+    perfect = per_class_recovery(planted, None, planted)
     assert perfect["hit"].tolist() == [1.0] * 12 and np.allclose(perfect["spearman"], 1.0)
     top1, rank = vd.planted_channels_verdicts("eq15_printed[L]", perfect["hit"], perfect["spearman"], **FAST)
     assert top1.holds is True and rank.holds is True and top1.threshold == pytest.approx(1 / 6)
-    reversed_ = vd.per_class_recovery(-planted, None, planted)
+    reversed_ = per_class_recovery(-planted, None, planted)
     top1, rank = vd.planted_channels_verdicts("bad", reversed_["hit"], reversed_["spearman"], source="DCMIX", **FAST)
     assert top1.holds is False and rank.holds is False and top1.source == "DCMIX"
     # one hit in twelve (1/12 < 1/6 but the interval over 12 classes reaches above 1/6): undecided
