@@ -23,6 +23,8 @@ import pandas as pd
 import torch
 from torch import nn
 
+from rxlib.explain.sites import site_batch
+
 
 # --- the mixing layer -------------------------------------------------------------------------------
 
@@ -139,18 +141,16 @@ class SmallConvNet(nn.Module):
 
 
 def normalised_images(dataset, positions: Sequence[int] | np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
-    """Items of a data set as one float tensor ``(n, C, H, W)`` (as the models see them) and their labels.
+    """Items of a data set as one float tensor ``(n, C, H, W)`` (as the models see them) and their labels
+    (:func:`rxlib.explain.sites.site_batch` of the two fields).
 
     Args:
         dataset: items with ``image`` and ``label``.
         positions: the items to read (default: all of them; only for small data sets, since the
             result holds every image as float32).
     """
-    positions = range(len(dataset)) if positions is None else [int(p) for p in positions]
-    items = [dataset[p] for p in positions]
-    if not items:
-        raise ValueError("no items to read")
-    return torch.stack([item["image"] for item in items]), np.array([int(item["label"]) for item in items])
+    batch = site_batch(dataset, positions, keys=("image", "label"))
+    return batch["image"], batch["label"].numpy().astype(np.int64)
 
 
 def class_sample(labels: Sequence[int] | np.ndarray, cid: int, n: int, seed: int = 0) -> np.ndarray:
