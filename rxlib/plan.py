@@ -113,9 +113,10 @@ def notebook_model_names(profile: str) -> dict[str, dict[str, str]]:
 
 
 def _notebook_stem(notebook: str, profile: str) -> str:
+    from rxlib.manifest import matching_notebooks
+
     table = notebook_model_names(profile)
-    name = Path(str(notebook)).name.removesuffix(".ipynb")
-    matches = [k for k in table if k == name or k.split("_", 1)[0] == name]
+    matches = matching_notebooks(notebook, table)
     if len(matches) != 1:
         raise ValueError(f"unknown notebook {notebook!r}; known: {', '.join(table)}")
     return matches[0]

@@ -120,9 +120,8 @@ def select_notebooks(notebooks: Sequence[Path], only: str | Iterable[str] | None
     wanted = [only] if isinstance(only, (str, os.PathLike)) else list(only)
     chosen: set[Path] = set()
     for raw in wanted:
-        name = Path(str(raw)).name
-        stem = name[: -len(".ipynb")] if name.endswith(".ipynb") else name
-        matches = [p for p in notebooks if p.stem == stem or p.stem.split("_", 1)[0] == stem]
+        stems = manifest.matching_notebooks(raw, [p.stem for p in notebooks])
+        matches = [p for p in notebooks if p.stem in stems]
         if len(matches) != 1:
             valid = ", ".join(p.stem for p in notebooks) or "(none: the notebooks folder is empty)"
             problem = "matches no notebook" if not matches else "is ambiguous"
