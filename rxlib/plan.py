@@ -23,7 +23,6 @@ priced at :data:`PREP_SITES_PER_S_PER_CORE` (decoding every PNG once into a site
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -307,15 +306,10 @@ class DataSummary:
 
 
 def _image_size(root: Path, default: int = 512) -> int:
-    params = root / "truth" / "params.json"
-    if params.is_file():
-        try:
-            value = json.loads(params.read_text()).get("config", {}).get("image_size")
-            if value:
-                return int(value)
-        except (ValueError, AttributeError):
-            pass
-    return default
+    """A synthetic set's declared image size (truth/params.json), else RxRx1's ``default``."""
+    from rxlib.data.metadata import declared_setting
+
+    return int(declared_setting(root, "image_size", default))
 
 
 def summarise_data(data_root: str | os.PathLike) -> DataSummary:
