@@ -15,7 +15,8 @@ run, and updates ``manifest.csv`` (item, notebook, file, bytes, sha256; rows of 
 replaced, rows of the others kept) and ``run_log.csv`` (notebook, status, wall time, parameters).
 
 Data: ``data_root`` if given, else the folder named by ``RXLIB_DATA``, else the synthetic data set of the
-profile and seed under :func:`rxlib.config.synthetic_root`, generated on first use.
+profile and seed under :func:`rxlib.config.synthetic_root`, generated on first use
+(:func:`rxlib.data.roots.resolve_data_root`).
 
 Example:
     >>> from rxlib.reproduce import reproduce
@@ -39,16 +40,6 @@ import pandas as pd
 from rxlib import config, manifest
 from rxlib.io import atomic_path, write_csv
 
-#: Profiles whose data set is the real RxRx1, never generated: a data root must be given.
-NO_AUTOGENERATE_PROFILES: frozenset[str] = frozenset({"rxrx1", "paper"})
-#: The synthetic profile (:data:`rxlib.synth.PROFILES`) generated for a training profile when no data root
-#: is given; a name not listed here is taken as a synthetic profile itself (``cpu``).
-SYNTHETIC_PROFILE: dict[str, str] = {"smoke": "smoke", "paper-mini": "paper-mini"}
-
-
-def synthetic_profile(profile: str) -> str:
-    """The synthetic profile generated for training profile ``profile`` (see :data:`SYNTHETIC_PROFILE`)."""
-    return SYNTHETIC_PROFILE.get(profile, profile)
 #: Columns of ``reports/manifest.csv``.
 MANIFEST_COLUMNS: tuple[str, ...] = ("item", "notebook", "file", "bytes", "sha256")
 #: Columns of ``reports/run_log.csv``.
@@ -130,9 +121,8 @@ def select_notebooks(notebooks: Sequence[Path], only: str | Iterable[str] | None
     wanted = [only] if isinstance(only, (str, os.PathLike)) else list(only)
     chosen: set[Path] = set()
     for raw in wanted:
-        name = Path(str(raw)).name
-        stem = name[: -len(".ipynb")] if name.endswith(".ipynb") else name
-        matches = [p for p in notebooks if p.stem == stem or p.stem.split("_", 1)[0] == stem]
+        stems = manifest.matching_notebooks(raw, [p.stem for p in notebooks])
+        matches = [p for p in notebooks if p.stem in stems]
         if len(matches) != 1:
             valid = ", ".join(p.stem for p in notebooks) or "(none: the notebooks folder is empty)"
             problem = "matches no notebook" if not matches else "is ambiguous"
@@ -195,56 +185,6 @@ def assert_clean_notebooks(notebooks_dir: str | Path | None = None) -> None:
             "source notebooks must be stored without outputs (run "
             "'jupyter nbconvert --clear-output --inplace notebooks/*.ipynb'):\n  " + "\n  ".join(problems)
         )
-
-
-# --------------------------------------------------------------------------------------------------
-# Data
-
-
-def resolve_data_root(
-    profile: str,
-    seed: int,
-    data_root: str | Path | None = None,
-    *,
-    dry_run: bool = False,
-    log: Callable[[str], None] = print,
-) -> Path:
-    """The data root to run on, generating the synthetic data set of ``profile`` if it is needed.
-
-    Order: ``data_root``; else ``RXLIB_DATA``; else :func:`rxlib.config.synthetic_root` of the profile
-    and seed, generated with :func:`rxlib.synth.generate` if its ``metadata.csv`` is absent (not in a
-    dry run).
-
-    Raises:
-        FileNotFoundError: an explicit data root does not exist.
-        ValueError: the profile is one of :data:`NO_AUTOGENERATE_PROFILES` and no data root is given.
-    """
-    explicit = Path(data_root).expanduser().resolve() if data_root is not None else config.data_root_override()
-    if explicit is not None:
-        if not explicit.is_dir():
-            raise FileNotFoundError(f"data root does not exist or is not a folder: {explicit}")
-        return explicit
-    if profile in NO_AUTOGENERATE_PROFILES:
-        raise ValueError(
-            f"profile {profile!r} runs on the real RxRx1 data set, which is not generated: pass "
-            "data_root=... (or --data, or set RXLIB_DATA) pointing at a local copy of RxRx1"
-        )
-    synth = synthetic_profile(profile)
-    root = config.synthetic_root(synth, seed)
-    if (root / "metadata.csv").is_file():
-        return root
-    if dry_run:
-        log(f"would generate the synthetic data set (profile={synth!r}, seed={seed}) in {root}")
-        return root
-    log(f"generating the synthetic data set (profile={synth!r}, seed={seed}) in {root} ...")
-    from rxlib.synth import generate  # lazy: heavy, and only needed on first use
-
-    started = time.perf_counter()
-    generate(root, profile=synth, seed=seed, workers=os.cpu_count() or 1)  # same bytes for any worker count
-    if not (root / "metadata.csv").is_file():
-        raise ReproduceError(f"rxlib.synth.generate finished but wrote no {root / 'metadata.csv'}")
-    log(f"generated in {time.perf_counter() - started:.1f} s")
-    return root
 
 
 # --------------------------------------------------------------------------------------------------
@@ -442,10 +382,11 @@ def reproduce(
             (checked for all selected notebooks before any runs).
         NotebookExecutionError: a notebook failed; names the notebook, the cell and the exception.
         MissingOutputsError: a notebook did not write all the files the manifest declares for it.
-        FileNotFoundError, ValueError: see :func:`resolve_data_root`; also an unknown setting or bad value
-            in ``overrides`` and, before a real run, a CUDA device on a machine without one or missing
-            ImageNet weights (one line naming the setting and the fix).
+        FileNotFoundError, ValueError: see :func:`rxlib.data.roots.resolve_data_root`; also an unknown
+            setting or bad value in ``overrides`` and, before a real run, a CUDA device on a machine
+            without one or missing ImageNet weights (one line naming the setting and the fix).
     """
+    from rxlib.data.roots import resolve_data_root
     from rxlib.train.profiles import PROFILES, parse_overrides, settings
 
     overrides = parse_overrides(overrides)

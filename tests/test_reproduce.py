@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 import types
 
@@ -22,7 +21,6 @@ from rxlib.reproduce import (
     check_parameters_cell,
     find_notebooks,
     reproduce,
-    resolve_data_root,
 )
 
 PARAMETERS = (
@@ -194,29 +192,6 @@ def test_dry_run_writes_nothing(dirs, monkeypatch):
     assert planned["file"].tolist() == ["table_alpha.csv", "fig_beta.png", "fig_beta.pdf"]
     text = "\n".join(lines)
     assert "would generate" in text and "02_beta" in text and "fig_beta.pdf" in text and "seed=1" in text
-
-
-def test_synthetic_data_generated_once(tmp_path, monkeypatch):
-    monkeypatch.delenv("RXLIB_DATA", raising=False)
-    monkeypatch.setenv("RXLIB_CACHE", str(tmp_path))
-    calls = []
-
-    def generate(out, profile="smoke", seed=0, **kwargs):
-        calls.append((out, profile, seed))
-        out.mkdir(parents=True)
-        (out / "metadata.csv").write_text("site_id\n")
-
-    monkeypatch.setitem(sys.modules, "rxlib.synth", types.SimpleNamespace(generate=generate))
-    expected = config.synthetic_root("smoke", 2)
-    assert resolve_data_root("smoke", 2, log=lambda line: None) == expected
-    assert resolve_data_root("smoke", 2, log=lambda line: None) == expected
-    assert calls == [(expected, "smoke", 2)]
-    with pytest.raises(ValueError, match="rxrx1.*data_root"):
-        resolve_data_root("rxrx1", 0)
-    with pytest.raises(FileNotFoundError, match="nowhere"):
-        resolve_data_root("smoke", 0, tmp_path / "nowhere")
-    monkeypatch.setenv("RXLIB_DATA", str(tmp_path))
-    assert resolve_data_root("rxrx1", 0) == tmp_path.resolve()
 
 
 def test_assert_clean_notebooks(tmp_path):
