@@ -67,5 +67,5 @@ def data_root_override() -> Path | None:
 
 
 def synthetic_root(profile: str, seed: int) -> Path:
-    """Where ``rxlib reproduce`` keeps the synthetic data set of a profile and seed."""
+    """Where the synthetic data set of a profile and seed is kept (:func:`rxlib.data.roots.resolve_data_root`)."""
     return cache_dir() / "synthetic" / f"{profile}-seed{seed}"

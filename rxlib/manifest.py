@@ -174,10 +174,18 @@ PAPER_ITEMS: tuple[PaperItem, ...] = (
 )
 
 
-def _notebook_stem(notebook: str | Path) -> str:
+def notebook_stem(notebook: str | Path) -> str:
     """``'01_dataset_stats'`` from a stem, a file name or a path."""
     name = Path(notebook).name
     return name[: -len(".ipynb")] if name.endswith(".ipynb") else name
+
+
+def matching_notebooks(name: str | Path, stems: Iterable[str]) -> list[str]:
+    """The stems among ``stems`` that ``name`` names: a stem (``'01_dataset_stats'``), a file name or
+    path (``'01_dataset_stats.ipynb'``) or the number prefix (``'01'``). The runner and the plan both
+    select notebooks this way; more than one match means the name is ambiguous."""
+    wanted = notebook_stem(str(name))
+    return [s for s in stems if s == wanted or s.split("_", 1)[0] == wanted]
 
 
 def items_for(notebook: str | Path, items: Sequence[PaperItem] = PAPER_ITEMS) -> tuple[PaperItem, ...]:
@@ -185,7 +193,7 @@ def items_for(notebook: str | Path, items: Sequence[PaperItem] = PAPER_ITEMS) ->
 
     Returns an empty tuple for a notebook that has no items.
     """
-    stem = _notebook_stem(notebook)
+    stem = notebook_stem(notebook)
     return tuple(it for it in items if it.notebook == stem)
 
 

@@ -44,14 +44,14 @@ class NotebookContext:
         """Model ``name`` of :data:`rxlib.plan.MODELS` (``"main"``, ``"cheating"``, ...), trained or loaded."""
         from .plan import train_model
 
-        return train_model(self.settings(), name, self.data_root, self.seed, progress=progress)
+        return train_model(self.settings(), name, self.data_root, progress=progress)
 
     def models(self, notebook: str, *, progress: bool = False) -> dict:
         """Every model ``notebook`` (``"04"``) asks for, ``{label: TrainedModel}`` (:func:`rxlib.plan.notebook_models`);
         the models of a comparison are checked to be different models."""
         from .plan import notebook_models
 
-        return notebook_models(self.settings(), notebook, self.data_root, self.seed, progress=progress)
+        return notebook_models(self.settings(), notebook, self.data_root, progress=progress)
 
     def budget_note(self) -> str:
         """What the comparison budget leaves out ("" if nothing), for figure captions."""
@@ -82,15 +82,16 @@ def setup(profile: str = "smoke", data_root: str = "", seed: int = 0, figures_di
 
     Args:
         data_root: a data root; "" means ``RXLIB_DATA`` if set, else the synthetic set of
-            ``profile`` and ``seed`` (generated once, in :func:`rxlib.config.synthetic_root`).
+            ``profile`` and ``seed`` (generated once, in :func:`rxlib.config.synthetic_root`; see
+            :func:`rxlib.data.roots.resolve_data_root`).
         real_root: the real RxRx1 pieces in the Kaggle 2023 layout; "" means
-            ``<shared>/kaggle-2023`` when present, else None.
+            ``<shared>/kaggle-2023`` when present, else None (:func:`rxlib.data.roots.resolve_real_root`).
         overrides: settings over the profile's as a JSON object (``'{"train.epochs": 2}'``; "" for none),
             checked here (see :func:`rxlib.profiles.settings`); ``rxlib reproduce --set`` fills it.
     """
     import pandas as pd
 
-    from .reproduce import resolve_data_root
+    from .data.roots import resolve_data_root, resolve_real_root
 
     pd.set_option("display.max_columns", None)  # wide tables shown whole (report outputs scroll sideways)
     from .profiles import PROFILES, parse_overrides, settings
@@ -100,12 +101,11 @@ def setup(profile: str = "smoke", data_root: str = "", seed: int = 0, figures_di
         settings(profile, parsed)  # an unknown key or a bad value: one line now, not a traceback in training
 
     root = resolve_data_root(profile, seed, data_root or None)
-    real = Path(real_root) if real_root else config.shared_rxrx1_dir() / "kaggle-2023"
     return NotebookContext(
         profile=profile, seed=seed, data_root=Path(root),
         figures_dir=Path(figures_dir) if figures_dir else config.figures_dir(),
         reports_dir=Path(reports_dir) if reports_dir else config.reports_dir(),
-        real_root=real if (real / "train.csv").is_file() else None,
+        real_root=resolve_real_root(real_root or None),
         synthetic=(Path(root) / "truth" / "classes.csv").is_file(),
         overrides=parsed,
     )

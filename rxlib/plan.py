@@ -23,7 +23,6 @@ priced at :data:`PREP_SITES_PER_S_PER_CORE` (decoding every PNG once into a site
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -114,9 +113,10 @@ def notebook_model_names(profile: str) -> dict[str, dict[str, str]]:
 
 
 def _notebook_stem(notebook: str, profile: str) -> str:
+    from rxlib.manifest import matching_notebooks
+
     table = notebook_model_names(profile)
-    name = Path(str(notebook)).name.removesuffix(".ipynb")
-    matches = [k for k in table if k == name or k.split("_", 1)[0] == name]
+    matches = matching_notebooks(notebook, table)
     if len(matches) != 1:
         raise ValueError(f"unknown notebook {notebook!r}; known: {', '.join(table)}")
     return matches[0]
@@ -177,13 +177,6 @@ def model_config(s: Settings, name: str) -> RunConfig:
     return RunConfig(profile=s.profile, data=data, train=train)
 
 
-def model_data_root(s: Settings, name: str, data_root: str | os.PathLike, seed: int, *,
-                    create: bool = True) -> Path:
-    """The data root model ``name`` trains on: always ``data_root`` (the cheating model too: its cue is
-    drawn on the fly into the same sites, :mod:`rxlib.data.cue`)."""
-    return Path(data_root)
-
-
 def check_distinct(notebook: str, keys: Mapping[str, str]) -> None:
     """Raise unless every label of a comparison notebook maps to a different registry key.
 
@@ -198,15 +191,18 @@ def check_distinct(notebook: str, keys: Mapping[str, str]) -> None:
         seen[key] = label
 
 
-def train_model(s: Settings, name: str, data_root: str | os.PathLike, seed: int = 0, *, progress: bool = False):
-    """Train or load model ``name`` (:func:`rxlib.train.registry.train_or_load`)."""
+def train_model(s: Settings, name: str, data_root: str | os.PathLike, *, progress: bool = False):
+    """Train or load model ``name`` (:func:`rxlib.train.registry.train_or_load`) on ``data_root``.
+
+    Every model trains on the notebook's own data root, the cheating model too: its cue is drawn on the
+    fly into the same sites (:mod:`rxlib.data.cue`).
+    """
     from rxlib.train.registry import train_or_load
 
-    return train_or_load(model_config(s, name), model_data_root(s, name, data_root, seed), progress=progress)
+    return train_or_load(model_config(s, name), Path(data_root), progress=progress)
 
 
-def notebook_models(s: Settings, notebook: str, data_root: str | os.PathLike, seed: int = 0, *,
-                    progress: bool = False) -> dict:
+def notebook_models(s: Settings, notebook: str, data_root: str | os.PathLike, *, progress: bool = False) -> dict:
     """Every model ``notebook`` asks for, trained or loaded: ``{label: TrainedModel}``.
 
     Raises:
@@ -216,7 +212,7 @@ def notebook_models(s: Settings, notebook: str, data_root: str | os.PathLike, se
 
     stem = _notebook_stem(notebook, s.profile)
     names = notebook_model_names(s.profile)[stem]
-    runs = {label: (model_config(s, name), model_data_root(s, name, data_root, seed)) for label, name in names.items()}
+    runs = {label: (model_config(s, name), Path(data_root)) for label, name in names.items()}
     if stem in COMPARISON_NOTEBOOKS:
         check_distinct(stem, {label: model_key(cfg, root) for label, (cfg, root) in runs.items()})
     return {label: train_or_load(cfg, root, progress=progress) for label, (cfg, root) in runs.items()}
@@ -232,7 +228,8 @@ def notebook_models(s: Settings, notebook: str, data_root: str | os.PathLike, se
 #: 5.2 times the pixels, x 1.7 for an H100, x 0.8 for the recomputed bottlenecks.
 ASSUMED_RATES: dict[str, float] = {"train_images_per_s": 150.0, "infer_images_per_s": 450.0}
 #: Cost per image relative to DenseNet-161 at the same size (from published FLOPs and throughputs).
-ARCH_COST: dict[str, float] = {"densenet161": 1.0, "resnet50": 0.35, "resnet18": 0.15, "tiny_densenet": 0.02}
+ARCH_COST: dict[str, float] = {"densenet161": 1.0, "resnet50": 0.35, "resnet18": 0.15, "tiny_densenet": 0.02,
+                               "tiny_resnet": 0.01}
 #: Decoding the six PNGs of a site into the site store, per CPU core (measured on this machine).
 PREP_SITES_PER_S_PER_CORE = 25.0
 #: Host memory of the Python process, torch and CUDA context, before any data.
@@ -311,15 +308,10 @@ class DataSummary:
 
 
 def _image_size(root: Path, default: int = 512) -> int:
-    params = root / "truth" / "params.json"
-    if params.is_file():
-        try:
-            value = json.loads(params.read_text()).get("config", {}).get("image_size")
-            if value:
-                return int(value)
-        except (ValueError, AttributeError):
-            pass
-    return default
+    """A synthetic set's declared image size (truth/params.json), else RxRx1's ``default``."""
+    from rxlib.data.metadata import declared_setting
+
+    return int(declared_setting(root, "image_size", default))
 
 
 def summarise_data(data_root: str | os.PathLike) -> DataSummary:
@@ -555,7 +547,7 @@ def build_plan(profile: str, data_root: str | os.PathLike | None = None, *, over
         if data_root is not None:
             data = summarise_data(data_root)
         else:
-            from rxlib.reproduce import synthetic_profile
+            from rxlib.data.roots import synthetic_profile
 
             data = summarise_synthetic(synthetic_profile(profile), seed)
     table = notebook_model_names(profile)
@@ -662,6 +654,6 @@ def format_plan(plan: Plan) -> str:
 __all__ = [
     "ARCH_COST", "ASSUMED_RATES", "COMPARISON_NOTEBOOKS", "DataSummary", "MODELS", "ModelSpec", "Plan", "Rates",
     "apply_budget", "budget_note", "build_plan", "check_distinct", "format_plan", "measured_rates",
-    "missing_weights", "model_config", "model_data_root", "notebook_model_names", "notebook_models",
+    "missing_weights", "model_config", "notebook_model_names", "notebook_models",
     "requested_configs", "summarise_data", "summarise_synthetic", "train_model", "weights_status",
 ]

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import hashlib
 import json
 import os
@@ -54,7 +53,7 @@ import torch
 from rxlib.train.loop import RESUME_MAY_DIFFER, TrainConfig
 
 #: Backbones compared in notebook 02 (DenseNet vs ResNet) per profile.
-BACKBONE_COMPARISON: dict[str, tuple[str, str]] = {"smoke": ("tiny_densenet", "resnet18"),
+BACKBONE_COMPARISON: dict[str, tuple[str, str]] = {"smoke": ("tiny_densenet", "tiny_resnet"),
                                                    "paper-mini": ("densenet161", "resnet50"),
                                                    "paper": ("densenet161", "resnet50")}
 
@@ -471,14 +470,15 @@ THREADS_VARIABLE = "RXLIB_TRAIN_THREADS"
 
 
 def cpu_threads() -> int:
-    """Threads for CPU training and explanation: ``RXLIB_TRAIN_THREADS`` if set, else torch's default
-    (the machine's cores).
+    """Threads for CPU training and explanation: ``RXLIB_TRAIN_THREADS`` if set, else 1.
 
-    The number is fixed for a machine, never chosen from its current load: float results depend on
-    the thread count, so a load-dependent choice would make the same seed give different models on a
-    busy and an idle machine. On a machine shared with other jobs, ``RXLIB_TRAIN_THREADS=1`` is much
-    faster for the smoke networks (2 competing threads were 5-30 times slower per step); on an idle
-    2-core machine two threads are faster (notebook 02: 165 s against 273 s with one).
+    One thread, whatever the machine: float results depend on the thread count, so a fixed count gives
+    the same seed the same model on any machine and any load; and torch's threads spin-wait on each
+    other, so on a machine shared with other jobs two threads ran 5-10 times slower per step than one
+    (17-21 against 170-186 images/s of the smoke network on this project's 2-core machine under a
+    competing load). Cores are used by running models and notebooks side by side instead
+    (:mod:`rxlib.train.pool`, :func:`rxlib.reproduce.reproduce`). On a large idle machine,
+    ``RXLIB_TRAIN_THREADS`` trades that reproducibility across thread counts for speed.
 
     Raises:
         ValueError: ``RXLIB_TRAIN_THREADS`` is not a positive integer (names it and the value).
@@ -488,13 +488,9 @@ def cpu_threads() -> int:
         if not value.isdigit() or int(value) < 1:
             raise ValueError(f"{THREADS_VARIABLE} must be a positive integer, got {value!r}")
         return int(value)
-    return _default_threads()
+    return 1
 
 
-@functools.lru_cache(maxsize=1)
-def _default_threads() -> int:
-    """torch's thread count at first use, before any set_num_threads of ours."""
-    return torch.get_num_threads()
 
 
 def configure_threads() -> int:

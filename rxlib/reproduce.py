@@ -15,7 +15,8 @@ run, and updates ``manifest.csv`` (item, notebook, file, bytes, sha256; rows of 
 replaced, rows of the others kept) and ``run_log.csv`` (notebook, status, wall time, parameters).
 
 Data: ``data_root`` if given, else the folder named by ``RXLIB_DATA``, else the synthetic data set of the
-profile and seed under :func:`rxlib.config.synthetic_root`, generated on first use.
+profile and seed under :func:`rxlib.config.synthetic_root`, generated on first use
+(:func:`rxlib.data.roots.resolve_data_root`).
 
 Example:
     >>> from rxlib.reproduce import reproduce
@@ -29,7 +30,8 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -38,16 +40,6 @@ import pandas as pd
 from rxlib import config, manifest
 from rxlib.io import atomic_path, write_csv
 
-#: Profiles whose data set is the real RxRx1, never generated: a data root must be given.
-NO_AUTOGENERATE_PROFILES: frozenset[str] = frozenset({"rxrx1", "paper"})
-#: The synthetic profile (:data:`rxlib.synth.PROFILES`) generated for a training profile when no data root
-#: is given; a name not listed here is taken as a synthetic profile itself (``cpu``).
-SYNTHETIC_PROFILE: dict[str, str] = {"smoke": "smoke", "paper-mini": "paper-mini"}
-
-
-def synthetic_profile(profile: str) -> str:
-    """The synthetic profile generated for training profile ``profile`` (see :data:`SYNTHETIC_PROFILE`)."""
-    return SYNTHETIC_PROFILE.get(profile, profile)
 #: Columns of ``reports/manifest.csv``.
 MANIFEST_COLUMNS: tuple[str, ...] = ("item", "notebook", "file", "bytes", "sha256")
 #: Columns of ``reports/run_log.csv``.
@@ -129,9 +121,8 @@ def select_notebooks(notebooks: Sequence[Path], only: str | Iterable[str] | None
     wanted = [only] if isinstance(only, (str, os.PathLike)) else list(only)
     chosen: set[Path] = set()
     for raw in wanted:
-        name = Path(str(raw)).name
-        stem = name[: -len(".ipynb")] if name.endswith(".ipynb") else name
-        matches = [p for p in notebooks if p.stem == stem or p.stem.split("_", 1)[0] == stem]
+        stems = manifest.matching_notebooks(raw, [p.stem for p in notebooks])
+        matches = [p for p in notebooks if p.stem in stems]
         if len(matches) != 1:
             valid = ", ".join(p.stem for p in notebooks) or "(none: the notebooks folder is empty)"
             problem = "matches no notebook" if not matches else "is ambiguous"
@@ -194,56 +185,6 @@ def assert_clean_notebooks(notebooks_dir: str | Path | None = None) -> None:
             "source notebooks must be stored without outputs (run "
             "'jupyter nbconvert --clear-output --inplace notebooks/*.ipynb'):\n  " + "\n  ".join(problems)
         )
-
-
-# --------------------------------------------------------------------------------------------------
-# Data
-
-
-def resolve_data_root(
-    profile: str,
-    seed: int,
-    data_root: str | Path | None = None,
-    *,
-    dry_run: bool = False,
-    log: Callable[[str], None] = print,
-) -> Path:
-    """The data root to run on, generating the synthetic data set of ``profile`` if it is needed.
-
-    Order: ``data_root``; else ``RXLIB_DATA``; else :func:`rxlib.config.synthetic_root` of the profile
-    and seed, generated with :func:`rxlib.synth.generate` if its ``metadata.csv`` is absent (not in a
-    dry run).
-
-    Raises:
-        FileNotFoundError: an explicit data root does not exist.
-        ValueError: the profile is one of :data:`NO_AUTOGENERATE_PROFILES` and no data root is given.
-    """
-    explicit = Path(data_root).expanduser().resolve() if data_root is not None else config.data_root_override()
-    if explicit is not None:
-        if not explicit.is_dir():
-            raise FileNotFoundError(f"data root does not exist or is not a folder: {explicit}")
-        return explicit
-    if profile in NO_AUTOGENERATE_PROFILES:
-        raise ValueError(
-            f"profile {profile!r} runs on the real RxRx1 data set, which is not generated: pass "
-            "data_root=... (or --data, or set RXLIB_DATA) pointing at a local copy of RxRx1"
-        )
-    synth = synthetic_profile(profile)
-    root = config.synthetic_root(synth, seed)
-    if (root / "metadata.csv").is_file():
-        return root
-    if dry_run:
-        log(f"would generate the synthetic data set (profile={synth!r}, seed={seed}) in {root}")
-        return root
-    log(f"generating the synthetic data set (profile={synth!r}, seed={seed}) in {root} ...")
-    from rxlib.synth import generate  # lazy: heavy, and only needed on first use
-
-    started = time.perf_counter()
-    generate(root, profile=synth, seed=seed, workers=os.cpu_count() or 1)  # same bytes for any worker count
-    if not (root / "metadata.csv").is_file():
-        raise ReproduceError(f"rxlib.synth.generate finished but wrote no {root / 'metadata.csv'}")
-    log(f"generated in {time.perf_counter() - started:.1f} s")
-    return root
 
 
 # --------------------------------------------------------------------------------------------------
@@ -441,10 +382,11 @@ def reproduce(
             (checked for all selected notebooks before any runs).
         NotebookExecutionError: a notebook failed; names the notebook, the cell and the exception.
         MissingOutputsError: a notebook did not write all the files the manifest declares for it.
-        FileNotFoundError, ValueError: see :func:`resolve_data_root`; also an unknown setting or bad value
-            in ``overrides`` and, before a real run, a CUDA device on a machine without one or missing
-            ImageNet weights (one line naming the setting and the fix).
+        FileNotFoundError, ValueError: see :func:`rxlib.data.roots.resolve_data_root`; also an unknown
+            setting or bad value in ``overrides`` and, before a real run, a CUDA device on a machine
+            without one or missing ImageNet weights (one line naming the setting and the fix).
     """
+    from rxlib.data.roots import resolve_data_root
     from rxlib.profiles import PROFILES, parse_overrides, settings
 
     overrides = parse_overrides(overrides)
@@ -491,45 +433,135 @@ def reproduce(
 
     figs.mkdir(parents=True, exist_ok=True)  # notebooks may write into it without creating it
     reps.mkdir(parents=True, exist_ok=True)
-    log(f"running {len(plans)} notebook(s) from {nb_dir} (profile={profile!r}, seed={seed}, data={root})")
-    run_rows: list[dict] = []
-    manifest_rows: list[dict] = []
-    done: list[str] = []
-    result = pd.DataFrame(columns=list(MANIFEST_COLUMNS))
+    device = str(run_settings.train.get("device", "cpu")) if run_settings is not None else "cpu"
     total_start = time.perf_counter()
-    for number, plan in enumerate(plans, 1):
-        log(f"[{number}/{len(plans)}] {plan.name} ...")
-        started_wall = time.time()
-        started = time.perf_counter()
-        record = {"notebook": plan.name, "status": "ok",
-                  "started": _dt.datetime.fromtimestamp(started_wall).isoformat(timespec="seconds"),
-                  "profile": profile, "seed": int(seed), "data_root": str(root), "error": ""}
-        try:
-            _execute(plan, parameters, kernel_name, nb_dir)
-            _write_html(plan.executed, plan.html)
-            rows = _output_rows(plan.name, figs, items, since=started_wall)
-        except Exception as exc:
-            record.update(status="failed", seconds=round(time.perf_counter() - started, 2),
-                          error=f"{type(exc).__name__}: {exc}".splitlines()[0])
-            run_rows.append(record)
-            _merge_csv(reps / "run_log.csv", pd.DataFrame(run_rows), done + [plan.name], RUN_LOG_COLUMNS, order)
-            log(f"[{number}/{len(plans)}] {plan.name} FAILED after {record['seconds']:.1f} s")
-            raise
-        seconds = time.perf_counter() - started
-        record["seconds"] = round(seconds, 2)
-        run_rows.append(record)
-        manifest_rows.extend(rows)
-        done.append(plan.name)
-        result = _merge_csv(reps / "manifest.csv", pd.DataFrame(manifest_rows, columns=list(MANIFEST_COLUMNS)),
-                            done, MANIFEST_COLUMNS, order)
-        _merge_csv(reps / "run_log.csv", pd.DataFrame(run_rows), done, RUN_LOG_COLUMNS, order)
-        n_items = len(manifest.items_for(plan.name, items))
-        note = "" if n_items else " (no paper items declared in rxlib.manifest)"
-        log(f"[{number}/{len(plans)}] {plan.name} ok in {seconds:.1f} s: {len(rows)} file(s) for "
-            f"{n_items} item(s){note} -> {plan.executed}")
+    if planned:
+        from rxlib.train.pool import train_planned
+
+        train_planned(run_settings, planned, root, seed, log=log)
+    log(f"running {len(plans)} notebook(s) from {nb_dir} (profile={profile!r}, seed={seed}, data={root})")
+    run = _Run(profile, seed, root, figs, reps, items, order, log, len(plans))
+    with _kernel_threads():
+        _run_notebooks(plans, parameters, kernel_name, nb_dir, run, device)
     log(f"done: {len(plans)} notebook(s) in {time.perf_counter() - total_start:.1f} s; "
         f"manifest in {reps / 'manifest.csv'}")
-    return result
+    return run.result
+
+
+@dataclass
+class _Run:
+    """What one run records as its notebooks finish: run-log rows, manifest rows, the merged manifest."""
+
+    profile: str
+    seed: int
+    root: Path
+    figs: Path
+    reps: Path
+    items: Sequence[manifest.PaperItem]
+    order: list[str]
+    log: Callable[[str], None]
+    total: int
+    run_rows: list = field(default_factory=list)
+    manifest_rows: list = field(default_factory=list)
+    done: list = field(default_factory=list)
+    result: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=list(MANIFEST_COLUMNS)))
+
+    def record(self, plan: _Plan, number: int, started_wall: float, seconds: float, error: BaseException | None) -> None:
+        """Check and record one finished notebook (outputs, manifest, run log); raise what it raised."""
+        row = {"notebook": plan.name, "status": "ok",
+               "started": _dt.datetime.fromtimestamp(started_wall).isoformat(timespec="seconds"),
+               "profile": self.profile, "seed": int(self.seed), "data_root": str(self.root), "error": "",
+               "seconds": round(seconds, 2)}
+        rows = []
+        if error is None:
+            try:
+                rows = _output_rows(plan.name, self.figs, self.items, since=started_wall)
+            except Exception as exc:
+                error = exc
+        if error is not None:
+            row.update(status="failed", error=f"{type(error).__name__}: {error}".splitlines()[0])
+            self.run_rows.append(row)
+            _merge_csv(self.reps / "run_log.csv", pd.DataFrame(self.run_rows), self.done + [plan.name],
+                       RUN_LOG_COLUMNS, self.order)
+            self.log(f"[{number}/{self.total}] {plan.name} FAILED after {seconds:.1f} s")
+            raise error
+        self.run_rows.append(row)
+        self.manifest_rows.extend(rows)
+        self.done.append(plan.name)
+        self.result = _merge_csv(self.reps / "manifest.csv", pd.DataFrame(self.manifest_rows, columns=list(MANIFEST_COLUMNS)),
+                                 self.done, MANIFEST_COLUMNS, self.order)
+        _merge_csv(self.reps / "run_log.csv", pd.DataFrame(self.run_rows), self.done, RUN_LOG_COLUMNS, self.order)
+        n_items = len(manifest.items_for(plan.name, self.items))
+        note = "" if n_items else " (no paper items declared in rxlib.manifest)"
+        self.log(f"[{number}/{self.total}] {plan.name} ok in {seconds:.1f} s: {len(rows)} file(s) for "
+                 f"{n_items} item(s){note} -> {plan.executed}")
+
+
+def _execute_and_render(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path) -> float:
+    """Worker: execute one notebook and write its HTML; returns the wall time."""
+    started = time.perf_counter()
+    _execute(plan, parameters, kernel_name, cwd)
+    _write_html(plan.executed, plan.html)
+    return time.perf_counter() - started
+
+
+def _run_notebooks(plans: Sequence[_Plan], parameters: dict, kernel_name: str | None, nb_dir: Path,
+                   run: _Run, device: str) -> None:
+    """Execute ``plans`` several at a time (:func:`rxlib.train.pool.worker_count`: one per usable core on
+    the CPU, one on a GPU), each in its own process and kernel; record each as it finishes, in the
+    parent alone (so manifest.csv and run_log.csv have one writer). Their models are trained before
+    (:mod:`rxlib.train.pool`), so no two notebooks train the same model. After a failure no further
+    notebook starts; those running finish and are recorded, then the first failure is raised."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from rxlib.train.pool import worker_count
+
+    workers = worker_count(len(plans), device)
+    numbers = {plan.name: i for i, plan in enumerate(plans, 1)}
+    failure: BaseException | None = None
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        queue, running = list(plans), {}
+        while queue or running:
+            while queue and failure is None and len(running) < workers:
+                plan = queue.pop(0)
+                run.log(f"[{numbers[plan.name]}/{run.total}] {plan.name} ...")
+                future = pool.submit(_execute_and_render, plan, parameters, kernel_name, nb_dir)
+                running[future] = (plan, time.time(), time.perf_counter())
+            if not running:
+                break
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in sorted(finished, key=lambda f: numbers[running[f][0].name]):
+                plan, started_wall, started = running.pop(future)
+                try:
+                    run.record(plan, numbers[plan.name], started_wall, time.perf_counter() - started,
+                               future.exception())
+                except Exception as exc:
+                    failure = failure or exc
+    if failure is not None:
+        raise failure
+
+
+@contextmanager
+def _kernel_threads():
+    """Kernels started inside inherit one thread per math library (``OMP_NUM_THREADS`` etc. set to
+    `rxlib.profiles.cpu_threads` where the user has not set them): notebooks run side by
+    side, and torch threads that spin-wait on a shared core slow each other down many times over."""
+    from rxlib.profiles import cpu_threads
+
+    names = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+    before = {name: os.environ.get(name) for name in names}
+    for name in names:
+        os.environ.setdefault(name, str(cpu_threads()))
+    try:
+        yield
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _planned_notebooks(profile: str, selected: Sequence[Path]) -> list[str]:

@@ -11,6 +11,7 @@ import torch
 from benchmarks.gpu_check import COLUMNS as GPU_CHECK_COLUMNS  # the file the plan reads measured rates from
 
 from rxlib import cli, config, manifest
+from rxlib.data.roots import resolve_data_root, synthetic_profile
 from rxlib.plan import (
     ASSUMED_RATES,
     MODELS,
@@ -24,7 +25,7 @@ from rxlib.plan import (
     notebook_models,
     summarise_data,
 )
-from rxlib.reproduce import reproduce, resolve_data_root, synthetic_profile
+from rxlib.reproduce import reproduce
 
 from rxlib.profiles import cheating_run_config, run_config, settings
 

@@ -114,11 +114,11 @@ def test_thread_override(monkeypatch):
         profiles.cpu_threads()
 
 
-def test_thread_count_does_not_follow_the_machine_load(monkeypatch):
+def test_thread_count_is_one_whatever_the_machine_or_its_load(monkeypatch):
     monkeypatch.delenv("RXLIB_TRAIN_THREADS", raising=False)
     for load in (0.0, 50.0):
         monkeypatch.setattr("os.getloadavg", lambda load=load: (load, load, load))
-        assert profiles.cpu_threads() == profiles._default_threads()
+        assert profiles.cpu_threads() == 1
 
 
 def test_configure_threads_sets_torch(monkeypatch, torch_threads):

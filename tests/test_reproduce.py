@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import time
 import types
 
@@ -22,7 +21,6 @@ from rxlib.reproduce import (
     check_parameters_cell,
     find_notebooks,
     reproduce,
-    resolve_data_root,
 )
 
 PARAMETERS = (
@@ -115,7 +113,8 @@ def test_success_writes_reports_and_merges_manifest(dirs):
     assert len(pd.read_csv(dirs.reps / "run_log.csv")) == 2
 
 
-def test_failing_cell_names_notebook_and_cell(dirs):
+def test_failing_cell_names_notebook_and_cell(dirs, monkeypatch):
+    monkeypatch.setenv("RXLIB_WORKERS", "1")  # one notebook at a time: nothing after the failure starts
     make_notebook(dirs.nb / "01_alpha.ipynb", "x = 1", "# divide\nresult = 1 / 0")
     make_notebook(dirs.nb / "02_beta.ipynb", WRITE_BETA)
     with pytest.raises(NotebookExecutionError) as info:
@@ -129,6 +128,20 @@ def test_failing_cell_names_notebook_and_cell(dirs):
     assert not (dirs.reps / "02_beta.ipynb").exists()  # the run stopped
     log = pd.read_csv(dirs.reps / "run_log.csv")
     assert log["status"].tolist() == ["failed"] and "ZeroDivisionError" in log.loc[0, "error"]
+
+
+def test_notebooks_run_side_by_side_and_a_failure_stops_the_queue(dirs, monkeypatch):
+    """Two workers: 01 fails while 02 runs beside it; 02 is finished and recorded, 03 never starts."""
+    monkeypatch.setenv("RXLIB_WORKERS", "2")
+    make_notebook(dirs.nb / "01_alpha.ipynb", "result = 1 / 0")
+    make_notebook(dirs.nb / "02_beta.ipynb", "import time\ntime.sleep(3)", WRITE_BETA)
+    make_notebook(dirs.nb / "03_gamma.ipynb", "x = 3")
+    with pytest.raises(NotebookExecutionError, match="01_alpha.ipynb"):
+        run(dirs)
+    log = pd.read_csv(dirs.reps / "run_log.csv")
+    assert log.set_index("notebook")["status"].to_dict() == {"01_alpha": "failed", "02_beta": "ok"}
+    assert (dirs.reps / "02_beta.html").is_file() and not (dirs.reps / "03_gamma.ipynb").exists()
+    assert pd.read_csv(dirs.reps / "manifest.csv")["notebook"].unique().tolist() == ["02_beta"]
 
 
 def test_missing_and_stale_outputs_are_errors(dirs):
@@ -179,29 +192,6 @@ def test_dry_run_writes_nothing(dirs, monkeypatch):
     assert planned["file"].tolist() == ["table_alpha.csv", "fig_beta.png", "fig_beta.pdf"]
     text = "\n".join(lines)
     assert "would generate" in text and "02_beta" in text and "fig_beta.pdf" in text and "seed=1" in text
-
-
-def test_synthetic_data_generated_once(tmp_path, monkeypatch):
-    monkeypatch.delenv("RXLIB_DATA", raising=False)
-    monkeypatch.setenv("RXLIB_CACHE", str(tmp_path))
-    calls = []
-
-    def generate(out, profile="smoke", seed=0, **kwargs):
-        calls.append((out, profile, seed))
-        out.mkdir(parents=True)
-        (out / "metadata.csv").write_text("site_id\n")
-
-    monkeypatch.setitem(sys.modules, "rxlib.synth", types.SimpleNamespace(generate=generate))
-    expected = config.synthetic_root("smoke", 2)
-    assert resolve_data_root("smoke", 2, log=lambda line: None) == expected
-    assert resolve_data_root("smoke", 2, log=lambda line: None) == expected
-    assert calls == [(expected, "smoke", 2)]
-    with pytest.raises(ValueError, match="rxrx1.*data_root"):
-        resolve_data_root("rxrx1", 0)
-    with pytest.raises(FileNotFoundError, match="nowhere"):
-        resolve_data_root("smoke", 0, tmp_path / "nowhere")
-    monkeypatch.setenv("RXLIB_DATA", str(tmp_path))
-    assert resolve_data_root("rxrx1", 0) == tmp_path.resolve()
 
 
 def test_assert_clean_notebooks(tmp_path):

@@ -363,16 +363,27 @@ def class_scheme(root: str | Path) -> ClassScheme:
     return ClassScheme()
 
 
-def declared_plates(root: str | Path) -> int:
-    """Plates per experiment: a synthetic set's ``n_plates`` (truth/params.json), else RxRx1's 4."""
+def declared_setting(root: str | Path, key: str, default):
+    """Setting ``key`` of the ``config`` a synthetic set declares in truth/params.json; ``default`` for a
+    data set without that file (RxRx1).
+
+    Raises:
+        MetadataError: the file is unreadable or its config lacks ``key``.
+    """
     params = Path(root) / "truth" / "params.json"
     if not params.is_file():
-        return RXRX1_PLATES
+        return default
     try:
-        value = json.loads(params.read_text())["config"]["n_plates"]
+        return json.loads(params.read_text())["config"][key]
     except (ValueError, KeyError, TypeError, OSError) as exc:
-        raise MetadataError(f"{params}: unreadable or without config.n_plates ({exc})") from exc
+        raise MetadataError(f"{params}: unreadable or without config.{key} ({exc})") from exc
+
+
+def declared_plates(root: str | Path) -> int:
+    """Plates per experiment: a synthetic set's ``n_plates`` (truth/params.json), else RxRx1's 4."""
+    value = declared_setting(root, "n_plates", RXRX1_PLATES)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        params = Path(root) / "truth" / "params.json"
         raise MetadataError(f"{params}: config.n_plates must be a positive integer, got {value!r}")
     return value
 

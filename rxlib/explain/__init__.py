@@ -5,22 +5,19 @@
 - :mod:`~rxlib.explain.gradcamo`: share of the attention on the cells (Grad-CAMO), masks from the
   synthetic ground truth or from segmentation, and the segmentation scored against the truth.
 - :mod:`~rxlib.explain.channels`: channel importance: eq. 15 (printed and agreement readings),
-  occlusion, gradient x input, the DCMIX mixing layer, and the table scoring them against the
-  planted channels.
-- :mod:`~rxlib.explain.dcmix`: cheap per-class DCMIX training (one mixing layer per class versus the
-  negative control).
+  occlusion, gradient x input, and the table scoring them (and DCMIX's weights) against the planted
+  channels.
+- :mod:`~rxlib.explain.dcmix`: the DCMIX channel-mixing layer and the network behind it, and their
+  cheap per-class training (one mixing layer per class versus the negative control).
 - :mod:`~rxlib.explain.cheating`: the cheating model's cued training sites (:mod:`rxlib.data.cue`), its measurements and table.
 - :mod:`~rxlib.explain.sites`: one split in memory, batches, examples to show.
-- :mod:`~rxlib.explain.embeddings`: templates of both heads, t-SNE, spread and separation numbers,
-  and the band/block measure of Figure 10's 1x1 filters.
+- :mod:`~rxlib.explain.embeddings`: templates of both heads, t-SNE, spread and separation numbers.
+- :mod:`~rxlib.explain.filters`: Figure 10's 1x1 filters and their band/block measure.
 
 Nothing happens on import beyond importing torch, numpy and pandas.
 """
 from rxlib.explain.channels import (
     IMPORTANCE_METHODS,
-    ChannelMixing,
-    DCMixNet,
-    build_dcmix_model,
     channel_importance_summary,
     channel_importance_table,
     channel_importances,
@@ -33,16 +30,12 @@ from rxlib.explain.channels import (
     occlusion_importance,
     planted_importance,
 )
+from rxlib.explain.dcmix import ChannelMixing, DCMixNet, build_dcmix_model
 from rxlib.explain.embeddings import (
-    FIGURE10_LAYERS,
     compare_claim,
     feature_separation,
     feature_separation_table,
     features_of,
-    figure10_layers,
-    figure10_weights,
-    filter_band_block_stats,
-    filter_stats_table,
     junk_classes,
     junk_separation,
     most_frequent_classes,
@@ -50,6 +43,13 @@ from rxlib.explain.embeddings import (
     template_spread,
     template_table,
     tsne_frame,
+)
+from rxlib.explain.filters import (
+    FIGURE10_LAYERS,
+    figure10_layers,
+    figure10_weights,
+    filter_band_block_stats,
+    filter_stats_table,
 )
 from rxlib.explain.gradcam import (
     ClassTarget,

@@ -1,4 +1,4 @@
-"""Which channel matters: eq. 15 of the paper, channel occlusion, gradient x input, and DCMIX.
+"""Which channel matters: eq. 15 of the paper, channel occlusion and gradient x input.
 
 Every method returns an importance per image and channel, ``(B, C)``; :func:`channel_importance_table`
 scores them against the planted importances of the synthetic data set.
@@ -20,10 +20,8 @@ distance. ``scaling='rescaled'`` min-max scales each channel to [0, 1] first, th
 ``eq15_printed_rescaled``, ``eq15_agreement`` and ``eq15_agreement_rescaled``), so both appear in the
 method table.
 
-DCMIX (Learning Channel Importance for High Content Imaging with Interpretable Deep Input Channel
-Mixing): a trainable layer in front of the network mixes the input channels by alpha compositing with
-non-negative weights that sum to one (a softmax over learnable logits); the learnt weights are the
-channel importance.
+DCMIX's learnt mixing weights (:mod:`rxlib.explain.dcmix`) are a per-class answer that
+:func:`channel_importance_table` scores beside these methods.
 """
 from __future__ import annotations
 
@@ -202,90 +200,6 @@ def gradient_x_input(
     return (product.abs() if absolute else product).sum(dim=(2, 3)).detach()
 
 
-# --- DCMIX ------------------------------------------------------------------------------------------
-
-
-class ChannelMixing(nn.Module):
-    """Alpha compositing of input channels into ``out_channels`` mixtures with learnt weights.
-
-    ``mixed_j = sum_i w_ji x_i`` with ``w_j = softmax(logits_j)``, so the weights of each mixture are
-    non-negative and sum to one. Starts uniform (all logits zero) unless ``init='identity'``.
-
-    Args:
-        in_channels: channels of the image (6).
-        out_channels: mixtures fed to the network.
-        temperature: softmax temperature (lower = sharper weights).
-        init: ``'uniform'`` or ``'identity'`` (mixture j starts near channel j; needs equal counts).
-    """
-
-    def __init__(self, in_channels: int = 6, out_channels: int = 1, *, temperature: float = 1.0, init: str = "uniform") -> None:
-        super().__init__()
-        if in_channels < 1 or out_channels < 1 or temperature <= 0:
-            raise ValueError(f"bad ChannelMixing sizes: in {in_channels}, out {out_channels}, temperature {temperature}")
-        self.in_channels, self.out_channels, self.temperature = in_channels, out_channels, temperature
-        logits = torch.zeros(out_channels, in_channels)
-        if init == "identity":
-            if in_channels != out_channels:
-                raise ValueError("init='identity' needs in_channels == out_channels")
-            logits += 4.0 * torch.eye(in_channels)
-        elif init != "uniform":
-            raise ValueError(f"init must be 'uniform' or 'identity', got {init!r}")
-        self.logits = nn.Parameter(logits)
-
-    def weights(self) -> torch.Tensor:
-        """``(out_channels, in_channels)`` mixing weights; each row non-negative, summing to 1."""
-        return torch.softmax(self.logits / self.temperature, dim=1)
-
-    def importance(self) -> torch.Tensor:
-        """``(in_channels,)`` channel importance: the mixing weights averaged over mixtures (sums to 1)."""
-        return self.weights().mean(dim=0).detach()
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if images.ndim != 4 or images.shape[1] != self.in_channels:
-            raise ValueError(f"ChannelMixing expects (B, {self.in_channels}, H, W), got {tuple(images.shape)}")
-        return torch.einsum("oc,bchw->bohw", self.weights().to(images.dtype), images)
-
-
-class DCMixNet(nn.Module):
-    """A network with a DCMIX :class:`ChannelMixing` layer in front.
-
-    The mixing layer maps ``in_channels`` image channels to the ``inner.in_channels`` inputs of the
-    wrapped network (build it with ``build_model(arch, n, in_channels=k)`` for k mixtures; k = 1 puts
-    the most pressure on the weights). ``forward(images, *rest)`` calls ``inner(mix(images), *rest)``,
-    so the cell type is passed through and the output is the inner network's.
-
-    Args:
-        inner: the network (an RxNet or any module with ``in_channels``, or give ``out_channels``).
-        in_channels: image channels (6).
-        out_channels: mixtures; default ``inner.in_channels``.
-        **mixing_kwargs: passed to :class:`ChannelMixing`.
-    """
-
-    def __init__(self, inner: nn.Module, in_channels: int = 6, out_channels: int | None = None, **mixing_kwargs) -> None:
-        super().__init__()
-        if out_channels is None:
-            if not hasattr(inner, "in_channels"):
-                raise ValueError(f"{type(inner).__name__} has no in_channels; give out_channels")
-            out_channels = int(inner.in_channels)
-        self.in_channels = in_channels
-        self.mix = ChannelMixing(in_channels, out_channels, **mixing_kwargs)
-        self.inner = inner
-
-    def forward(self, images: torch.Tensor, *args, **kwargs):
-        return self.inner(self.mix(images), *args, **kwargs)
-
-    def channel_importance(self) -> torch.Tensor:
-        """``(in_channels,)`` learnt channel importance (sums to 1)."""
-        return self.mix.importance()
-
-
-def build_dcmix_model(arch: str, n_classes: int, *, in_channels: int = 6, n_mixtures: int = 1, **model_kwargs) -> DCMixNet:
-    """``build_model(arch, n_classes, in_channels=n_mixtures)`` behind a DCMIX layer from ``in_channels``."""
-    from rxlib.models import build_model
-
-    return DCMixNet(build_model(arch, n_classes, in_channels=n_mixtures, **model_kwargs), in_channels=in_channels)
-
-
 # --- scoring against planted importances ------------------------------------------------------------
 
 
@@ -312,12 +226,41 @@ def class_importance(importance: np.ndarray | torch.Tensor, labels: Sequence[int
     return frame.groupby("class_id").mean()
 
 
+def per_class_recovery(importance: np.ndarray | torch.Tensor | pd.DataFrame, labels: Sequence[int] | np.ndarray | None,
+                       planted: pd.DataFrame) -> pd.DataFrame:
+    """Per class, whether a method's top channel is the planted top channel and its Spearman correlation
+    with the planted importance; their means are :func:`channel_importance_table`'s ``top1_agreement``
+    and ``spearman_mean``, and they are the units of the verdicts' intervals
+    (:func:`rxlib.explain.verdicts.channel_verdicts`).
+
+    Args:
+        importance: per image ``(N, C)`` (aggregated per class with ``labels``, :func:`class_importance`)
+            or a DataFrame already indexed by class id with one column per channel (a per-class answer
+            such as DCMIX weights).
+        labels: class per image (ignored for a per-class DataFrame).
+        planted: DataFrame indexed by class id, columns ``w1``..``wC`` (:func:`planted_importance`).
+            Classes whose planted importance is constant (controls, no phenotype) are skipped.
+
+    Returns:
+        Columns ``class_id``, ``hit`` (0/1), ``spearman`` (NaN where the estimate is constant).
+    """
+    informative = planted[planted.std(axis=1) > 0]
+    per_class = importance if isinstance(importance, pd.DataFrame) else class_importance(importance, labels)
+    per_class = per_class.reindex(columns=informative.columns)
+    rows = []
+    for cid in informative.index.intersection(per_class.index):
+        est, truth = per_class.loc[cid].to_numpy(float), informative.loc[cid].to_numpy(float)
+        rows.append({"class_id": cid, "hit": float(np.argmax(est) == np.argmax(truth)),
+                     "spearman": spearmanr(est, truth).statistic if np.std(est) > 0 else np.nan})
+    return pd.DataFrame(rows, columns=["class_id", "hit", "spearman"])
+
+
 def channel_importance_table(
     importances: dict[str, np.ndarray | torch.Tensor | pd.DataFrame],
     labels: Sequence[int] | np.ndarray | None,
     planted: pd.DataFrame,
 ) -> pd.DataFrame:
-    """Score channel-importance methods against planted importances.
+    """Score channel-importance methods against planted importances (:func:`per_class_recovery`).
 
     Args:
         importances: method name -> per-image ``(N, C)`` importances (aggregated per class with
@@ -332,20 +275,13 @@ def channel_importance_table(
         top channel is the planted top channel), ``spearman_mean`` and ``spearman_median`` (rank
         correlation with the planted importance, per class; NaN where the estimate is constant).
     """
-    informative = planted[planted.std(axis=1) > 0]
     rows = []
     for method, values in importances.items():
-        per_class = values if isinstance(values, pd.DataFrame) else class_importance(values, labels)
-        per_class = per_class.reindex(columns=informative.columns)
-        common = informative.index.intersection(per_class.index)
-        hits, rhos = [], []
-        for cid in common:
-            est, truth = per_class.loc[cid].to_numpy(float), informative.loc[cid].to_numpy(float)
-            hits.append(int(np.argmax(est) == np.argmax(truth)))
-            rhos.append(spearmanr(est, truth).statistic if np.std(est) > 0 else np.nan)
+        found = per_class_recovery(values, labels, planted)
+        hits, rhos = found["hit"].to_numpy(float), found["spearman"].to_numpy(float)
         rows.append({
-            "method": method, "n_classes": len(common),
-            "top1_agreement": float(np.mean(hits)) if hits else np.nan,
+            "method": method, "n_classes": len(found),
+            "top1_agreement": float(np.mean(hits)) if len(hits) else np.nan,
             "spearman_mean": float(np.nanmean(rhos)) if np.any(np.isfinite(rhos)) else np.nan,
             "spearman_median": float(np.nanmedian(rhos)) if np.any(np.isfinite(rhos)) else np.nan,
         })

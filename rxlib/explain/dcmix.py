@@ -1,13 +1,14 @@
-"""Training DCMIX cheaply, one mixing layer per class (DCMIX: Learning Channel Importance for High
-Content Imaging with Interpretable Deep Input Channel Mixing).
+"""DCMIX (Learning Channel Importance for High Content Imaging with Interpretable Deep Input Channel
+Mixing): the channel-mixing layer, and training it cheaply, one mixing layer per class.
 
-DCMIX puts a trainable alpha-compositing layer (:class:`~rxlib.explain.channels.ChannelMixing`:
-non-negative weights summing to one) in front of a network; after training, the weights say which
-input channels the prediction needs. Trained over all classes at once it gives one importance vector
-for the whole data set; the planted importances of the synthetic data are per class. So here one small
-DCMIX network per class learns to tell that class from the negative control (untreated wells) through
-a single mixed channel: its mixing weights are the channels in which the class differs from untreated
-cells, the question the planted importances answer.
+DCMIX puts a trainable alpha-compositing layer (:class:`ChannelMixing`: non-negative weights summing
+to one, a softmax over learnable logits) in front of a network (:class:`DCMixNet`,
+:func:`build_dcmix_model`); after training, the weights say which input channels the prediction
+needs. Trained over all classes at once it gives one importance vector for the whole data set; the
+planted importances of the synthetic data are per class. So here one small DCMIX network per class
+learns to tell that class from the negative control (untreated wells) through a single mixed channel:
+its mixing weights are the channels in which the class differs from untreated cells, the question the
+planted importances answer (scored by :func:`rxlib.explain.channels.channel_importance_table`).
 
 The network behind the mixing layer is :class:`SmallConvNet` (three 3x3 convolutions): a few hundred
 steps per class take seconds on a CPU.
@@ -22,8 +23,94 @@ import pandas as pd
 import torch
 from torch import nn
 
-from rxlib.explain.channels import DCMixNet
+from rxlib.explain.sites import site_batch
 
+
+# --- the mixing layer -------------------------------------------------------------------------------
+
+
+class ChannelMixing(nn.Module):
+    """Alpha compositing of input channels into ``out_channels`` mixtures with learnt weights.
+
+    ``mixed_j = sum_i w_ji x_i`` with ``w_j = softmax(logits_j)``, so the weights of each mixture are
+    non-negative and sum to one. Starts uniform (all logits zero) unless ``init='identity'``.
+
+    Args:
+        in_channels: channels of the image (6).
+        out_channels: mixtures fed to the network.
+        temperature: softmax temperature (lower = sharper weights).
+        init: ``'uniform'`` or ``'identity'`` (mixture j starts near channel j; needs equal counts).
+    """
+
+    def __init__(self, in_channels: int = 6, out_channels: int = 1, *, temperature: float = 1.0, init: str = "uniform") -> None:
+        super().__init__()
+        if in_channels < 1 or out_channels < 1 or temperature <= 0:
+            raise ValueError(f"bad ChannelMixing sizes: in {in_channels}, out {out_channels}, temperature {temperature}")
+        self.in_channels, self.out_channels, self.temperature = in_channels, out_channels, temperature
+        logits = torch.zeros(out_channels, in_channels)
+        if init == "identity":
+            if in_channels != out_channels:
+                raise ValueError("init='identity' needs in_channels == out_channels")
+            logits += 4.0 * torch.eye(in_channels)
+        elif init != "uniform":
+            raise ValueError(f"init must be 'uniform' or 'identity', got {init!r}")
+        self.logits = nn.Parameter(logits)
+
+    def weights(self) -> torch.Tensor:
+        """``(out_channels, in_channels)`` mixing weights; each row non-negative, summing to 1."""
+        return torch.softmax(self.logits / self.temperature, dim=1)
+
+    def importance(self) -> torch.Tensor:
+        """``(in_channels,)`` channel importance: the mixing weights averaged over mixtures (sums to 1)."""
+        return self.weights().mean(dim=0).detach()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        if images.ndim != 4 or images.shape[1] != self.in_channels:
+            raise ValueError(f"ChannelMixing expects (B, {self.in_channels}, H, W), got {tuple(images.shape)}")
+        return torch.einsum("oc,bchw->bohw", self.weights().to(images.dtype), images)
+
+
+class DCMixNet(nn.Module):
+    """A network with a DCMIX :class:`ChannelMixing` layer in front.
+
+    The mixing layer maps ``in_channels`` image channels to the ``inner.in_channels`` inputs of the
+    wrapped network (build it with ``build_model(arch, n, in_channels=k)`` for k mixtures; k = 1 puts
+    the most pressure on the weights). ``forward(images, *rest)`` calls ``inner(mix(images), *rest)``,
+    so the cell type is passed through and the output is the inner network's.
+
+    Args:
+        inner: the network (an RxNet or any module with ``in_channels``, or give ``out_channels``).
+        in_channels: image channels (6).
+        out_channels: mixtures; default ``inner.in_channels``.
+        **mixing_kwargs: passed to :class:`ChannelMixing`.
+    """
+
+    def __init__(self, inner: nn.Module, in_channels: int = 6, out_channels: int | None = None, **mixing_kwargs) -> None:
+        super().__init__()
+        if out_channels is None:
+            if not hasattr(inner, "in_channels"):
+                raise ValueError(f"{type(inner).__name__} has no in_channels; give out_channels")
+            out_channels = int(inner.in_channels)
+        self.in_channels = in_channels
+        self.mix = ChannelMixing(in_channels, out_channels, **mixing_kwargs)
+        self.inner = inner
+
+    def forward(self, images: torch.Tensor, *args, **kwargs):
+        return self.inner(self.mix(images), *args, **kwargs)
+
+    def channel_importance(self) -> torch.Tensor:
+        """``(in_channels,)`` learnt channel importance (sums to 1)."""
+        return self.mix.importance()
+
+
+def build_dcmix_model(arch: str, n_classes: int, *, in_channels: int = 6, n_mixtures: int = 1, **model_kwargs) -> DCMixNet:
+    """``build_model(arch, n_classes, in_channels=n_mixtures)`` behind a DCMIX layer from ``in_channels``."""
+    from rxlib.models import build_model
+
+    return DCMixNet(build_model(arch, n_classes, in_channels=n_mixtures, **model_kwargs), in_channels=in_channels)
+
+
+# --- per-class training ----------------------------------------------------------------------------
 
 #: Images per forward pass when scoring a trained network on whole images.
 _EVAL_BATCH = 8
@@ -54,18 +141,16 @@ class SmallConvNet(nn.Module):
 
 
 def normalised_images(dataset, positions: Sequence[int] | np.ndarray | None = None) -> tuple[torch.Tensor, np.ndarray]:
-    """Items of a data set as one float tensor ``(n, C, H, W)`` (as the models see them) and their labels.
+    """Items of a data set as one float tensor ``(n, C, H, W)`` (as the models see them) and their labels
+    (:func:`rxlib.explain.sites.site_batch` of the two fields).
 
     Args:
         dataset: items with ``image`` and ``label``.
         positions: the items to read (default: all of them; only for small data sets, since the
             result holds every image as float32).
     """
-    positions = range(len(dataset)) if positions is None else [int(p) for p in positions]
-    items = [dataset[p] for p in positions]
-    if not items:
-        raise ValueError("no items to read")
-    return torch.stack([item["image"] for item in items]), np.array([int(item["label"]) for item in items])
+    batch = site_batch(dataset, positions, keys=("image", "label"))
+    return batch["image"], batch["label"].numpy().astype(np.int64)
 
 
 def class_sample(labels: Sequence[int] | np.ndarray, cid: int, n: int, seed: int = 0) -> np.ndarray:

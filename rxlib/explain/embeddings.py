@@ -1,13 +1,12 @@
-"""Templates, feature vectors and 1x1 filters (Sharma & Krishnamurthi 2022, sections 4.5-4.6, Figures 7-10).
+"""Templates and feature vectors (Sharma & Krishnamurthi 2022, sections 4.5-4.6, Figures 7-9).
 
 - Templates: the rows of the softmax head's weight ``W`` (eq. 13, ``p' = Wx``) and the arc-margin
   templates; :func:`template_spread` puts a number on "more spread apart" (Figure 7), and
   :func:`junk_classes` marks classes without training samples (Figure 8).
 - Features: :func:`feature_separation` is the silhouette score of the embeddings by class (Figure 9).
 - t-SNE: :func:`tsne_frame` embeds any vectors in 2-d with scikit-learn.
-- Filters (Figure 10): :func:`filter_band_block_stats` measures the "vertical bands" (filters whose
-  weights are nearly equal over the input channels, a plain average) and "blocks" (near-duplicate
-  filters, adjacent or not).
+
+Figure 10's 1x1 filters are in :mod:`rxlib.explain.filters`.
 """
 from __future__ import annotations
 
@@ -15,8 +14,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
-from scipy.cluster.hierarchy import DisjointSet
 from torch import nn
 
 
@@ -24,7 +21,7 @@ def template_matrix(model: nn.Module, head: str = "softmax") -> np.ndarray:
     """The ``(n_classes, embedding_dim)`` class templates of one head, as a float64 array.
 
     Args:
-        model: an RxNet (or a :class:`~rxlib.explain.channels.DCMixNet` around one).
+        model: an RxNet (or a :class:`~rxlib.explain.dcmix.DCMixNet` around one).
         head: ``'softmax'`` (``softmax_head.weight``) or ``'arc'`` (``arc_templates``).
     """
     model = getattr(model, "inner", model)
@@ -45,8 +42,9 @@ def junk_classes(n_classes: int, train_labels: Sequence[int] | np.ndarray) -> np
     return np.bincount(labels, minlength=n_classes) == 0
 
 
-def template_spread(templates: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Mean pairwise cosine distance ``1 - cos`` between templates (0 = all parallel, 1 = orthogonal on average).
+def template_spread_per_class(templates: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Each template's mean cosine distance ``1 - cos`` to the other templates; their mean is
+    :func:`template_spread` (with the same ``mask``), and they are its units for an interval.
 
     Args:
         templates: ``(K, D)``.
@@ -61,8 +59,17 @@ def template_spread(templates: np.ndarray, mask: np.ndarray | None = None) -> fl
         raise ValueError(f"need at least two templates, got {len(t)}")
     t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
     cos = t @ t.T
-    k = len(t)
-    return float(1.0 - (cos.sum() - np.trace(cos)) / (k * (k - 1)))
+    return 1.0 - (cos.sum(axis=1) - np.diag(cos)) / (len(t) - 1)
+
+
+def template_spread(templates: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Mean pairwise cosine distance ``1 - cos`` between templates (0 = all parallel, 1 = orthogonal on average).
+
+    Args:
+        templates: ``(K, D)``.
+        mask: optional boolean ``(K,)`` selecting the templates (e.g. ``~junk``).
+    """
+    return float(template_spread_per_class(templates, mask).mean())
 
 
 def junk_separation(templates: np.ndarray, junk: np.ndarray) -> float:
@@ -181,33 +188,6 @@ def compare_claim(table: pd.DataFrame, column: str, *, before: str, after: str, 
             f"({a - b:+.3f}): {'holds' if holds else 'does NOT hold'} here.")
 
 
-# --- Figure 10: 1x1 filters -------------------------------------------------------------------------
-
-#: The two layers of the paper's Figure 10: (dense block, dense layer), 1-based.
-FIGURE10_LAYERS: tuple[tuple[int, int], ...] = ((1, 6), (2, 2))
-
-
-def figure10_layers(model: nn.Module, layers: Sequence[tuple[int, int]] = FIGURE10_LAYERS) -> list[tuple[int, int]]:
-    """The model's counterparts of the paper's Figure 10 layers: the same dense block, the layer number
-    clipped to the block's length (DenseNet-161 has 6 layers in block 1; the tiny DenseNet has 2, so
-    ``(1, 6)`` becomes ``(1, 2)``, the last layer of block 1, like DL(6) in DenseNet-161).
-
-    Raises:
-        ValueError: not a DenseNet, or a block the model lacks.
-    """
-    inner = getattr(model, "inner", model)
-    if getattr(inner, "family", None) != "densenet":
-        raise ValueError(f"Figure 10 needs a DenseNet, got {getattr(inner, 'arch', type(inner).__name__)!r}")
-    out = []
-    for block, layer in layers:
-        try:
-            dense_block = getattr(inner.features, f"denseblock{block}")
-        except AttributeError:
-            raise ValueError(f"{inner.arch} has no denseblock{block}") from None
-        out.append((block, min(layer, len(dense_block))))
-    return out
-
-
 def features_of(model: nn.Module, dataset, classes: Sequence[int], *, batch_size: int = 128,
                 device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings (the 1024-d feature vectors of Figure 9) of the items of ``dataset`` whose label is in ``classes``.
@@ -232,71 +212,3 @@ def features_of(model: nn.Module, dataset, classes: Sequence[int], *, batch_size
     if not keep.any():
         raise ValueError(f"no items of classes {classes} in the data set")
     return out["embedding"][keep].astype(np.float64), out["label"][keep]
-
-
-def figure10_weights(model: nn.Module, layers: Sequence[tuple[int, int]] = FIGURE10_LAYERS) -> dict[str, np.ndarray]:
-    """The 1x1 filter matrices ``(out, in)`` of the Figure 10 layers, keyed ``'DB(1),DL(6)'`` etc.
-
-    Raises:
-        ValueError: not a DenseNet, or a block/layer the model lacks (from
-            :func:`rxlib.models.dense_layer_1x1_weights`, naming the valid range).
-    """
-    from rxlib.models import dense_layer_1x1_weights
-
-    model = getattr(model, "inner", model)
-    return {f"DB({b}),DL({l})": dense_layer_1x1_weights(model, b, l).double().numpy() for b, l in layers}
-
-
-def filter_band_block_stats(weights: np.ndarray | torch.Tensor, *, band_tol: float = 0.1,
-                            duplicate_cos: float = 0.99) -> dict[str, float]:
-    """Measure the repeated bands and blocks of a 1x1 filter matrix (paper section 4.6).
-
-    A filter (row k of ``(out_channels, in_channels)``) is a *band* when its weights are nearly the
-    same for every input channel: ``std(w_k) <= band_tol * rms(w_k)`` (an average of the input, the
-    paper's ``I_avg,k``). Two filters are *near-duplicates* when the cosine of their weight vectors
-    (an uncentred correlation, defined also for constant rows) is at least ``duplicate_cos``; the
-    duplicate groups are the connected components, and a *block* is a run of adjacent duplicates.
-
-    Returns:
-        ``n_filters``, ``n_inputs``, ``band_fraction`` (share of band filters), ``n_duplicate_filters``
-        (filters with at least one near-duplicate), ``duplicate_fraction``, ``n_duplicate_groups``,
-        ``largest_group``, ``n_blocks`` (runs of >= 2 adjacent near-duplicate filters) and
-        ``redundant_fraction`` (1 - groups-plus-singletons / filters: the share of filters that
-        add nothing new).
-    """
-    w = weights.detach().cpu().numpy() if isinstance(weights, torch.Tensor) else np.asarray(weights)
-    w = w.astype(np.float64)
-    if w.ndim == 4 and w.shape[2:] == (1, 1):
-        w = w[:, :, 0, 0]
-    if w.ndim != 2 or min(w.shape) < 1:
-        raise ValueError(f"weights must be an (out_channels, in_channels) matrix, got shape {w.shape}")
-    n_out, n_in = w.shape
-    rms = np.sqrt((w ** 2).mean(axis=1))
-    band = (w.std(axis=1) <= band_tol * rms) & (rms > 0)
-    unit = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
-    close = unit @ unit.T >= duplicate_cos
-    np.fill_diagonal(close, False)
-    groups = DisjointSet(range(n_out))
-    for i, j in zip(*np.nonzero(np.triu(close))):
-        groups.merge(int(i), int(j))
-    subsets = groups.subsets()
-    adjacent = np.array([close[k, k + 1] for k in range(n_out - 1)], dtype=bool)
-    n_blocks = int(np.sum(adjacent[1:] & ~adjacent[:-1]) + (adjacent[0] if len(adjacent) else 0))
-    has_dup = close.any(axis=1)
-    return {
-        "n_filters": n_out, "n_inputs": n_in,
-        "band_fraction": float(band.mean()),
-        "n_duplicate_filters": int(has_dup.sum()),
-        "duplicate_fraction": float(has_dup.mean()),
-        "n_duplicate_groups": int(sum(len(s) > 1 for s in subsets)),
-        "largest_group": int(max(len(s) for s in subsets)),
-        "n_blocks": n_blocks,
-        "redundant_fraction": float(1.0 - len(subsets) / n_out),
-    }
-
-
-def filter_stats_table(model: nn.Module, layers: Sequence[tuple[int, int]] = FIGURE10_LAYERS, **kwargs) -> pd.DataFrame:
-    """:func:`filter_band_block_stats` for each Figure 10 layer of a model, one row per layer
-    (``layers`` as for :func:`figure10_weights`; see :func:`figure10_layers` for smaller DenseNets)."""
-    return pd.DataFrame([{"layer": name, **filter_band_block_stats(w, **kwargs)}
-                         for name, w in figure10_weights(model, layers).items()])

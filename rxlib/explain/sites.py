@@ -14,12 +14,14 @@ import pandas as pd
 import torch
 
 
-def site_batch(dataset, positions: Sequence[int] | np.ndarray | None = None) -> dict[str, torch.Tensor]:
+def site_batch(dataset, positions: Sequence[int] | np.ndarray | None = None, *,
+               keys: Sequence[str] = ("image", "cell_type", "label")) -> dict[str, torch.Tensor]:
     """Stack items of a data set into tensors: ``image (B, C, H, W)``, ``cell_type (B, 4)``, ``label (B,)``.
 
     Args:
         dataset: anything whose items are dicts with ``image``, ``cell_type`` and ``label``.
         positions: item indices (default: all).
+        keys: the fields to stack (the items need only these).
     """
     positions = range(len(dataset)) if positions is None else [int(p) for p in positions]
     if not len(positions):
@@ -29,7 +31,7 @@ def site_batch(dataset, positions: Sequence[int] | np.ndarray | None = None) -> 
         item = dataset[p]
         if out is None:
             out = {key: torch.empty((len(positions), *torch.as_tensor(item[key]).shape),
-                                    dtype=torch.as_tensor(item[key]).dtype) for key in ("image", "cell_type", "label")}
+                                    dtype=torch.as_tensor(item[key]).dtype) for key in keys}
         for key in out:
             out[key][i] = torch.as_tensor(item[key])
     return out

@@ -16,9 +16,10 @@ The constructors (:func:`loss_oscillation_verdict`, :func:`pseudo_label_verdict`
 take per-seed or per-unit measurements, never fixed numbers. :func:`write_verdicts` merges a
 notebook's rows into ``reports/verdicts.csv``; :func:`verdicts_table` and :func:`caption` present them.
 
-Unit helpers (:func:`template_spread_per_class`, :func:`silhouette_per_item`,
-:func:`filter_unit_flags`, :func:`per_class_recovery`) turn a single model into per-unit values, so
-that a single-seed run still gets an interval (over classes, sites or filters; say so in ``unit``).
+Unit helpers turn a single model into per-unit values, so that a single-seed run still gets an
+interval (over classes, sites or filters; say so in ``unit``): :func:`silhouette_per_item` here, and
+beside the measures they break down, :func:`rxlib.explain.embeddings.template_spread_per_class`,
+:func:`rxlib.explain.filters.filter_unit_flags` and :func:`rxlib.explain.channels.per_class_recovery`.
 """
 from __future__ import annotations
 
@@ -297,7 +298,8 @@ def pseudo_label_verdict(claim: str, without_pl, with_pl, *, unit: str, seeds: I
     Args:
         claim: a key of :data:`PL_CLAIMS`.
         without_pl, with_pl: the measure per unit (per seed; or for one seed per class: see
-            :func:`template_spread_per_class`, or per template / site: :func:`silhouette_per_item`).
+            :func:`~rxlib.explain.embeddings.template_spread_per_class`, or per template / site:
+            :func:`silhouette_per_item`).
         paired: the same units in the same order in both (classes, sites, seeds).
         margin: the smallest increase counted.
     """
@@ -317,7 +319,7 @@ def filter_bands_verdict(layer: str, trained, initial, *, measure: str = "band",
 
     Args:
         layer: e.g. ``'DB(1),DL(6)'``.
-        trained, initial: per filter 0/1 flags (:func:`filter_unit_flags`), two independent samples;
+        trained, initial: per filter 0/1 flags (:func:`~rxlib.explain.filters.filter_unit_flags`), two independent samples;
             or per seed fractions with ``paired=True`` and ``unit='seeds'``.
         measure: ``'band'`` (band filters) or ``'has_duplicate'`` (filters with a near-duplicate).
         margin: the smallest increase counted (the notebook's 5 points).
@@ -382,7 +384,8 @@ def planted_channels_verdicts(method: str, hits, spearman, *, n_channels: int = 
                               source: str = "paper", **ci) -> tuple[Verdict, Verdict]:
     """Eq. 15 (or DCMIX, ``source='DCMIX'``) recovers the planted channels: the top-1 hit rate over
     classes above chance ``1 / n_channels``, and the mean Spearman correlation with the planted
-    importance above 0. Both intervals are over classes (:func:`per_class_recovery`).
+    importance above 0. Both intervals are over classes
+    (:func:`~rxlib.explain.channels.per_class_recovery`).
 
     Args:
         method: the method's name (as in the method table).
@@ -430,19 +433,6 @@ def randomisation_verdict(method: str, similarity, *, test: str = "model paramet
 # --- unit helpers -----------------------------------------------------------------------------------
 
 
-def template_spread_per_class(templates: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Each template's mean cosine distance to the other templates; their mean is
-    :func:`rxlib.explain.embeddings.template_spread` (with the same ``mask``)."""
-    t = np.asarray(templates, dtype=np.float64)
-    if mask is not None:
-        t = t[np.asarray(mask, dtype=bool)]
-    if t.ndim != 2 or len(t) < 2:
-        raise ValueError(f"need (K >= 2, D) templates, got shape {t.shape}")
-    t = t / np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
-    cos = t @ t.T
-    return 1.0 - (cos.sum(axis=1) - np.diag(cos)) / (len(t) - 1)
-
-
 def silhouette_per_item(vectors: np.ndarray, labels, metric: str = "cosine") -> np.ndarray:
     """Silhouette of each vector (``sklearn.metrics.silhouette_samples``); their mean is the silhouette
     score of :func:`~rxlib.explain.embeddings.feature_separation` and
@@ -450,52 +440,6 @@ def silhouette_per_item(vectors: np.ndarray, labels, metric: str = "cosine") -> 
     from sklearn.metrics import silhouette_samples
 
     return silhouette_samples(np.asarray(vectors, dtype=np.float64), np.asarray(labels), metric=metric)
-
-
-def filter_unit_flags(weights, *, band_tol: float = 0.1, duplicate_cos: float = 0.99) -> pd.DataFrame:
-    """Per filter of a 1x1 weight matrix ``(out, in)``: ``band`` and ``has_duplicate`` flags, with the
-    definitions of :func:`rxlib.explain.embeddings.filter_band_block_stats` (whose ``band_fraction``
-    and ``duplicate_fraction`` are their means)."""
-    w = weights.detach().cpu().numpy() if hasattr(weights, "detach") else np.asarray(weights)
-    w = w.astype(np.float64)
-    if w.ndim == 4 and w.shape[2:] == (1, 1):
-        w = w[:, :, 0, 0]
-    if w.ndim != 2:
-        raise ValueError(f"weights must be an (out_channels, in_channels) matrix, got shape {w.shape}")
-    rms = np.sqrt((w ** 2).mean(axis=1))
-    band = (w.std(axis=1) <= band_tol * rms) & (rms > 0)
-    unit = w / np.maximum(np.linalg.norm(w, axis=1, keepdims=True), 1e-12)
-    close = unit @ unit.T >= duplicate_cos
-    np.fill_diagonal(close, False)
-    return pd.DataFrame({"band": band.astype(float), "has_duplicate": close.any(axis=1).astype(float)})
-
-
-def per_class_recovery(importance, labels, planted: pd.DataFrame) -> pd.DataFrame:
-    """Per class, whether a method's top channel is the planted top channel and its Spearman correlation
-    with the planted importance; the means are :func:`rxlib.explain.channels.channel_importance_table`'s
-    ``top1_agreement`` and ``spearman_mean``.
-
-    Args:
-        importance: per image ``(N, C)`` (aggregated with ``labels``) or a DataFrame indexed by class.
-        labels: class per image (ignored for a per-class DataFrame).
-        planted: :func:`rxlib.explain.channels.planted_importance`.
-
-    Returns:
-        Columns ``class_id``, ``hit`` (0/1), ``spearman`` (NaN where the estimate is constant).
-    """
-    from scipy.stats import spearmanr
-
-    from rxlib.explain.channels import class_importance
-
-    informative = planted[planted.std(axis=1) > 0]
-    per_class = importance if isinstance(importance, pd.DataFrame) else class_importance(importance, labels)
-    per_class = per_class.reindex(columns=informative.columns)
-    rows = []
-    for cid in informative.index.intersection(per_class.index):
-        est, truth = per_class.loc[cid].to_numpy(float), informative.loc[cid].to_numpy(float)
-        rows.append({"class_id": cid, "hit": float(np.argmax(est) == np.argmax(truth)),
-                     "spearman": spearmanr(est, truth).statistic if np.std(est) > 0 else np.nan})
-    return pd.DataFrame(rows, columns=["class_id", "hit", "spearman"])
 
 
 # --- from the notebooks' objects ------------------------------------------------------------------------
@@ -542,7 +486,7 @@ def pseudo_label_verdicts(models: dict, junk: np.ndarray, features: dict | None 
         junk: junk flag per class (:func:`rxlib.explain.embeddings.junk_classes`).
         features: ``{name: (features, labels)}`` (:func:`rxlib.explain.embeddings.features_of`).
     """
-    from rxlib.explain.embeddings import template_matrix
+    from rxlib.explain.embeddings import template_matrix, template_spread_per_class
 
     junk = np.asarray(junk, dtype=bool)
     out = []
@@ -564,7 +508,7 @@ def pseudo_label_verdicts(models: dict, junk: np.ndarray, features: dict | None 
 def filter_verdicts(trained, initial, layers, *, seeds: Iterable[int] = (), margin: float = 0.05, **ci) -> list[Verdict]:
     """Figure 10 from notebook 06's models: per layer, the share of band filters and of filters with a
     near-duplicate, trained against initialisation (per filter, two independent samples)."""
-    from rxlib.explain.embeddings import figure10_weights
+    from rxlib.explain.filters import figure10_weights, filter_unit_flags
 
     w_trained, w_initial = figure10_weights(trained, layers), figure10_weights(initial, layers)
     out = []
@@ -617,7 +561,7 @@ def channel_verdicts(importances: dict, labels, planted: pd.DataFrame, *, method
                      seeds: Iterable[int] = (), **ci) -> list[Verdict]:
     """Notebook 08: does each eq. 15 method (source: the paper) and DCMIX (any method whose name holds
     ``DCMIX``) recover the planted channels? Two verdicts per method (top-1 over chance, Spearman over
-    0), intervals over classes (:func:`per_class_recovery`).
+    0), intervals over classes (:func:`~rxlib.explain.channels.per_class_recovery`).
 
     Args:
         importances: method -> per-image ``(N, C)`` or per-class DataFrame (the notebook's dict).
@@ -625,6 +569,8 @@ def channel_verdicts(importances: dict, labels, planted: pd.DataFrame, *, method
         planted: :func:`rxlib.explain.channels.planted_importance`.
         methods: which methods (default: the eq. 15 and DCMIX ones).
     """
+    from rxlib.explain.channels import per_class_recovery
+
     chosen = [m for m in importances if m.startswith("eq15") or "DCMIX" in m] if methods is None else list(methods)
     out = []
     for method in chosen:

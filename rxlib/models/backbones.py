@@ -9,6 +9,10 @@ Four architectures are known (:data:`ARCHITECTURES`):
 - ``tiny_densenet``: the same DenseNet design at toy size (growth rate 12, blocks 2/4/6/4, 24 initial
   features; about 0.15 M backbone parameters, 102 features), for the CPU smoke profile and the tests.
   No pretrained weights exist for it.
+- ``tiny_resnet``: torchvision's ResNet design (7x7 stem, max-pool, four stages of BasicBlocks) at toy
+  size (one block per stage, widths 16/32/64/128; about 0.3 M backbone parameters, 128 features): the
+  smoke profile's comparison backbone, of the same order of size and cost as ``tiny_densenet`` (ResNet-18,
+  70 times larger, trained 4-5 times slower per image on the CPU and dominated the smoke run).
 
 Every backbone is returned as an ``nn.Sequential`` whose children are the named stages of the
 architecture (``conv0``, ``pool0``, ``denseblock1``, ``transition1``, ... for DenseNets; ``conv1``,
@@ -37,6 +41,7 @@ import torch
 from torch import nn
 from torchvision import models as tv_models
 from torchvision.models.densenet import DenseNet
+from torchvision.models.resnet import BasicBlock
 
 
 class PretrainedWeightsUnavailable(FileNotFoundError):
@@ -67,10 +72,13 @@ ARCHITECTURES: dict[str, ArchSpec] = {
     "resnet50": ArchSpec("resnet", "conv1.weight", "ResNet50_Weights.IMAGENET1K_V2"),
     "resnet18": ArchSpec("resnet", "conv1.weight", "ResNet18_Weights.IMAGENET1K_V1"),
     "tiny_densenet": ArchSpec("densenet", "features.conv0.weight", None),
+    "tiny_resnet": ArchSpec("resnet", "conv1.weight", None),
 }
 
 #: Layer configuration of ``tiny_densenet`` (kwargs of torchvision's ``DenseNet``).
 TINY_DENSENET_CONFIG: dict = {"growth_rate": 12, "block_config": (2, 4, 6, 4), "num_init_features": 24, "bn_size": 4}
+#: Stage widths and BasicBlocks per stage of ``tiny_resnet``.
+TINY_RESNET_CONFIG: dict = {"widths": (16, 32, 64, 128), "blocks": (1, 1, 1, 1)}
 
 # Old torchvision DenseNet checkpoints name dense-layer parameters 'norm.1.weight' etc.; the
 # current modules are 'norm1.weight'. The pattern of torchvision.models.densenet._load_state_dict,
@@ -96,8 +104,26 @@ def _torchvision_model(arch: str, memory_efficient: bool) -> nn.Module:
         return tv_models.resnet50(weights=None)
     if arch == "resnet18":
         return tv_models.resnet18(weights=None)
+    if arch == "tiny_resnet":
+        return _tiny_resnet(**TINY_RESNET_CONFIG)
     check_arch(arch)
     raise AssertionError(arch)  # unreachable: check_arch raised
+
+
+def _tiny_resnet(widths: tuple[int, ...], blocks: tuple[int, ...]) -> nn.Module:
+    """torchvision's ResNet with narrower stages: the same module names (``conv1``, ``layer1``...) and
+    forward, so everything that handles a ResNet handles it."""
+    model = tv_models.ResNet(BasicBlock, [1, 1, 1, 1])
+    model.inplanes = widths[0]
+    model.conv1 = nn.Conv2d(3, widths[0], kernel_size=7, stride=2, padding=3, bias=False)
+    model.bn1 = nn.BatchNorm2d(widths[0])
+    for stage, (width, n_blocks) in enumerate(zip(widths, blocks)):
+        setattr(model, f"layer{stage + 1}", model._make_layer(BasicBlock, width, n_blocks, stride=1 if stage == 0 else 2))
+    model.fc = nn.Linear(widths[-1], 1000)
+    for module in model.modules():  # torchvision's ResNet initialisation, for the replaced layers too
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    return model
 
 
 def pretrained_cache_path(arch: str) -> Path:

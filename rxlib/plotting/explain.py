@@ -147,7 +147,7 @@ def plot_filter_heatmaps(weights: Mapping[str, np.ndarray], *, stats: Mapping[st
 
     Args:
         weights: name -> ``(out_channels, in_channels)`` matrix.
-        stats: optional name -> :func:`rxlib.explain.embeddings.filter_band_block_stats` output, quoted in titles.
+        stats: optional name -> :func:`rxlib.explain.filters.filter_band_block_stats` output, quoted in titles.
     """
     from matplotlib.figure import Figure
 

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from filelock import FileLock
 from torch.utils.data import Dataset
 
 from rxlib import config as paths
@@ -179,10 +180,12 @@ def train_or_load(config: RunConfig, data_root: str | os.PathLike, *, progress: 
     if device is not None:
         resolved.train["device"] = device
     folder = models_dir() / model_key(resolved, data_root)
-    if find_model(resolved, data_root) is None:
-        from rxlib.train.run import train_run  # the run builds on this module (keys, split, TrainedModel)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder.parent / f".{folder.name}.lock"):  # two runs asking for one model: one trains it
+        if find_model(resolved, data_root) is None:
+            from rxlib.train.run import train_run  # the run builds on this module (keys, split, TrainedModel)
 
-        return train_run(resolved, data_root, folder, progress=progress)
+            return train_run(resolved, data_root, folder, progress=progress)
     return TrainedModel(load_trained_model(folder / "model.pt"), resolved, folder,
                         pd.read_csv(folder / "history.csv"), pd.read_csv(folder / "predictions.csv"), False)
 

@@ -3,7 +3,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rxlib.data.metadata import COLUMNS, class_scheme, detect_layout, read_metadata
+from rxlib.data.metadata import (
+    COLUMNS,
+    MetadataError,
+    class_scheme,
+    declared_plates,
+    declared_setting,
+    detect_layout,
+    read_metadata,
+)
 from rxlib.io import RxRx1DataError
 
 
@@ -92,3 +100,15 @@ def test_kaggle_2023_unknown_sirna_name(real_rxrx1, tmp_path):
     train.to_csv(tmp_path / "train.csv", index=False)
     with pytest.raises(RxRx1DataError, match="sirna_99999"):
         read_metadata(tmp_path)
+
+
+def test_declared_settings_of_a_synthetic_set(tmp_path):
+    assert declared_setting(tmp_path, "image_size", 512) == 512 and declared_plates(tmp_path) == 4  # RxRx1: no params
+    (tmp_path / "truth").mkdir()
+    (tmp_path / "truth" / "params.json").write_text('{"config": {"image_size": 64, "n_plates": 2}}')
+    assert declared_setting(tmp_path, "image_size", 512) == 64 and declared_plates(tmp_path) == 2
+    with pytest.raises(MetadataError, match=r"params.json: unreadable or without config.n_sites"):
+        declared_setting(tmp_path, "n_sites", 1)
+    (tmp_path / "truth" / "params.json").write_text('{"config": {"n_plates": 0}}')
+    with pytest.raises(MetadataError, match="positive integer, got 0"):
+        declared_plates(tmp_path)

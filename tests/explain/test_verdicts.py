@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 
 from rxlib.explain import verdicts as vd
-from rxlib.explain.embeddings import filter_band_block_stats, template_spread
+from rxlib.explain.channels import per_class_recovery
+from rxlib.explain.embeddings import template_spread, template_spread_per_class
+from rxlib.explain.filters import filter_band_block_stats, filter_unit_flags
 
 RNG = np.random.default_rng(0)
 FAST = {"n_resamples": 999}
@@ -81,7 +83,7 @@ def test_filter_bands_verdict_and_unit_flags():
     rng = np.random.default_rng(3)
     banded = np.repeat(rng.normal(size=(1, 1)), 6, axis=1) * np.ones((40, 6)) + 0.001 * rng.normal(size=(40, 6))
     random = rng.normal(size=(40, 6))
-    t, i = vd.filter_unit_flags(banded), vd.filter_unit_flags(random)
+    t, i = filter_unit_flags(banded), filter_unit_flags(random)
     stats = filter_band_block_stats(banded)
     assert t["band"].mean() == stats["band_fraction"] and t["has_duplicate"].mean() == stats["duplicate_fraction"]
     assert vd.filter_bands_verdict("DB(1),DL(6)", t["band"], i["band"], **FAST).holds is True
@@ -105,11 +107,11 @@ def test_cheating_area_and_control_verdicts():
 def test_planted_channel_verdicts_and_per_class_recovery():
     planted = pd.DataFrame(np.eye(6)[[0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 5]] + 0.1 * np.arange(6),
                            index=pd.Index(range(12), name="class_id"), columns=[f"w{i}" for i in range(1, 7)])
-    perfect = vd.per_class_recovery(planted, None, planted)
+    perfect = per_class_recovery(planted, None, planted)
     assert perfect["hit"].tolist() == [1.0] * 12 and np.allclose(perfect["spearman"], 1.0)
     top1, rank = vd.planted_channels_verdicts("eq15_printed[L]", perfect["hit"], perfect["spearman"], **FAST)
     assert top1.holds is True and rank.holds is True and top1.threshold == pytest.approx(1 / 6)
-    reversed_ = vd.per_class_recovery(-planted, None, planted)
+    reversed_ = per_class_recovery(-planted, None, planted)
     top1, rank = vd.planted_channels_verdicts("bad", reversed_["hit"], reversed_["spearman"], source="DCMIX", **FAST)
     assert top1.holds is False and rank.holds is False and top1.source == "DCMIX"
     # one hit in twelve (1/12 < 1/6 but the interval over 12 classes reaches above 1/6): undecided
@@ -128,7 +130,7 @@ def test_unit_helpers_average_to_the_published_numbers():
 
     t = RNG.normal(size=(8, 5))
     mask = np.array([1, 1, 1, 0, 1, 1, 0, 1], bool)
-    assert vd.template_spread_per_class(t, mask).mean() == pytest.approx(template_spread(t, mask))
+    assert template_spread_per_class(t, mask).mean() == pytest.approx(template_spread(t, mask))
     labels = np.array([0, 0, 0, 1, 1, 1, 2, 2])
     assert vd.silhouette_per_item(t, labels).mean() == pytest.approx(silhouette_score(t, labels, metric="cosine"))
 
@@ -212,7 +214,7 @@ def test_grad_camo_verdicts_from_frames():
 def test_pseudo_label_and_filter_verdicts_on_tiny_models():
     import torch
 
-    from rxlib.explain.embeddings import figure10_layers
+    from rxlib.explain.filters import figure10_layers
     from rxlib.models import build_model
 
     torch.manual_seed(0)

@@ -92,3 +92,19 @@ def test_missing_and_bad_weights_files(tmp_path):
         build_model("tiny_densenet", 3, pretrained=truncated)
     with pytest.raises(WeightsFileError, match="does not fit resnet18|no stem weight"):
         build_model("resnet18", 3, pretrained=path)
+
+
+def test_tiny_resnet_is_a_resnet_of_the_tiny_densenets_size():
+    """The smoke profile's comparison backbone: ResNet stage names and forward, six input channels,
+    and a parameter count of the same order as tiny_densenet's (not ResNet-18's 11 M)."""
+    resnet = build_model("tiny_resnet", 5, embedding_dim=8)
+    densenet = build_model("tiny_densenet", 5, embedding_dim=8)
+    names = [n for n, _ in resnet.features.named_children()]
+    assert names[:4] == ["conv1", "bn1", "relu", "maxpool"] and "layer4" in names
+    assert resnet.features.conv1.in_channels == 6
+    size = sum(p.numel() for p in resnet.features.parameters())
+    assert size < 4 * sum(p.numel() for p in densenet.features.parameters())
+    out = resnet(torch.randn(2, 6, 64, 64), torch.eye(4)[:2])
+    assert out["logits"].shape == (2, 5) and torch.isfinite(out["logits"]).all()
+    with pytest.raises(PretrainedWeightsUnavailable):
+        build_model("tiny_resnet", 5, pretrained=True)

@@ -1,0 +1,164 @@
+"""Train every model a run needs before its notebooks start, several at once, one thread each.
+
+``rxlib reproduce`` calls :func:`train_planned` with the notebooks it is about to run. Models already
+in the registry are skipped; the others are trained by :func:`rxlib.train.registry.train_or_load` in
+worker processes, so that the notebooks then only load them.
+
+Why processes with one thread each, rather than one process with a thread per core:
+
+- **Speed on an idle machine.** The smoke networks are too small for torch to spread one training
+  step over two cores well; two models side by side, one core each, finish sooner.
+- **Robust on a busy machine.** torch's CPU kernels synchronise their threads by spin-waiting: with
+  another job on the same cores a two-thread training step ran 5-10 times slower (measured on this
+  project's 2-core machine: 17-21 images/s with two threads against 170-186 with one, under a
+  competing load). A one-thread process that waits for a core loses only its share.
+- **The same floats on any machine.** The thread count is always one (``RXLIB_TRAIN_THREADS``
+  changes it), so a seed gives the same model whatever the number of cores, workers or the load.
+
+Workers: ``RXLIB_WORKERS`` if set, else one per usable core (:func:`usable_cores`), never more than
+there are models; on a GPU one (the models then train one after another in one worker process, which
+returns the GPU's memory when it ends).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def worker_count(n_jobs: int, device: str = "cpu") -> int:
+    """Worker processes for ``n_jobs`` trainings: ``RXLIB_WORKERS``, else the usable cores (1 on a GPU).
+
+    Raises:
+        ValueError: ``RXLIB_WORKERS`` is not a positive integer (the message names it).
+    """
+    value = os.environ.get("RXLIB_WORKERS", "")
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"RXLIB_WORKERS must be a positive integer, got {value!r}")
+        wanted = int(value)
+    else:
+        wanted = usable_cores() if str(device).startswith("cpu") else 1
+    return max(1, min(wanted, n_jobs))
+
+
+@dataclass(frozen=True)
+class Job:
+    """One model to train: its label(s) in the plan, its resolved config and data root, its registry key."""
+
+    label: str
+    config: object  # rxlib.profiles.RunConfig, resolved for data_root
+    data_root: Path
+    key: str
+
+    def describe(self) -> str:
+        train = self.config.train
+        return f"{self.label} ({train['arch']}, {train['epochs']} epochs, key {self.key})"
+
+
+def planned_jobs(s, notebooks: Sequence[str], data_root: str | os.PathLike, seed: int = 0) -> list[Job]:
+    """The models ``notebooks`` ask for (:func:`rxlib.plan.notebook_model_names`) that the registry does
+    not hold yet, one job per registry key, in the order the notebooks ask for them."""
+    from rxlib.plan import model_config, notebook_model_names
+    from rxlib.train.registry import find_model, model_key
+
+    root = Path(data_root).resolve()
+    names = notebook_model_names(s.profile)
+    jobs: dict[str, Job] = {}
+    for stem in notebooks:
+        for name in names.get(stem, {}).values():
+            config = model_config(s, name).resolved(root)
+            key = model_key(config, root)
+            if key in jobs:
+                if name not in jobs[key].label.split(" = "):
+                    jobs[key] = Job(f"{jobs[key].label} = {name}", config, root, key)
+            elif find_model(config, root) is None:
+                jobs[key] = Job(name, config, root, key)
+    return list(jobs.values())
+
+
+def _prepare_data(jobs: Sequence[Job], log: Callable[[str], None]) -> None:
+    """Decode the site store once, with every core, before the workers start (they would queue on its lock)."""
+    from rxlib.data.splits import root_sites
+
+    done = set()
+    for job in jobs:
+        data = job.config.data
+        storage, normalize = data.get("storage", "store"), data.get("normalize", "experiment")
+        if storage == "png" or (job.data_root, normalize) in done:
+            continue
+        done.add((job.data_root, normalize))
+        root_sites(job.data_root, storage="store", normalize=normalize, workers=usable_cores(), progress=True)
+
+
+def _train_job(config, data_root: Path) -> dict:
+    """Worker: train (or load, if another run finished it meanwhile) one model; a small summary back."""
+    from rxlib.train.registry import train_or_load
+
+    started = time.perf_counter()
+    trained = train_or_load(config, data_root)
+    accuracy = trained.accuracy.set_index("cell_type")
+    return {"seconds": time.perf_counter() - started, "folder": str(trained.folder),
+            "acc_softmax": float(accuracy.loc["all", "acc_softmax"]) if "all" in accuracy.index else float("nan")}
+
+
+def _with_model(error: BaseException, job: Job) -> BaseException:
+    """``error`` again, of the same type where it can be rebuilt from a message, naming the model."""
+    message = f"training {job.describe()} failed: {error}"
+    try:
+        return type(error)(message)
+    except Exception:
+        return RuntimeError(message)
+
+
+def train_jobs(jobs: Sequence[Job], *, workers: int | None = None, log: Callable[[str], None] = print) -> dict[str, dict]:
+    """Train ``jobs`` in ``workers`` processes (default :func:`worker_count`); ``{key: summary}``.
+
+    The first failure stops the run: jobs not yet started are cancelled, running ones finish, and the
+    failure is raised with the model it belongs to in its message.
+    """
+    if not jobs:
+        return {}
+    device = str(jobs[0].config.train.get("device", "cpu"))
+    workers = worker_count(len(jobs), device) if workers is None else max(1, min(workers, len(jobs)))
+    _prepare_data(jobs, log)
+    log(f"training {len(jobs)} model(s) in {workers} process(es) of one thread each: "
+        + ", ".join(job.label for job in jobs))
+    started = time.perf_counter()
+    results: dict[str, dict] = {}
+    context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = {pool.submit(_train_job, job.config, job.data_root): job for job in jobs}
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            for future in finished:
+                job = futures[future]
+                error = future.exception()
+                if error is not None:
+                    for other in pending:
+                        other.cancel()
+                    raise _with_model(error, job) from error
+                results[job.key] = summary = future.result()
+                log(f"  trained {job.label} in {summary['seconds']:.0f} s (held-out top-1 "
+                    f"{summary['acc_softmax']:.3f}) [{len(results)}/{len(jobs)}, "
+                    f"{time.perf_counter() - started:.0f} s]")
+    return results
+
+
+def train_planned(s, notebooks: Sequence[str], data_root: str | os.PathLike, seed: int = 0, *,
+                  workers: int | None = None, log: Callable[[str], None] = print) -> dict[str, dict]:
+    """Train every model ``notebooks`` need that the registry lacks (:func:`planned_jobs`, :func:`train_jobs`)."""
+    return train_jobs(planned_jobs(s, notebooks, data_root, seed), workers=workers, log=log)
