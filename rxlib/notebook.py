@@ -78,7 +78,9 @@ class NotebookContext:
 
 def setup(profile: str = "smoke", data_root: str = "", seed: int = 0, figures_dir: str = "",
           reports_dir: str = "", real_root: str = "", overrides: str = "") -> NotebookContext:
-    """Resolve a notebook's parameters; generate the synthetic data set of the profile if needed.
+    """Resolve a notebook's parameters; generate the synthetic data set of the profile if needed; set
+    torch's CPU threads to :func:`rxlib.profiles.cpu_threads` (one, unless ``RXLIB_TRAIN_THREADS`` says
+    otherwise: the same floats on any machine, and no spin-waiting threads on a busy one).
 
     Args:
         data_root: a data root; "" means ``RXLIB_DATA`` if set, else the synthetic set of
@@ -94,8 +96,9 @@ def setup(profile: str = "smoke", data_root: str = "", seed: int = 0, figures_di
     from .data.roots import resolve_data_root, resolve_real_root
 
     pd.set_option("display.max_columns", None)  # wide tables shown whole (report outputs scroll sideways)
-    from .profiles import PROFILES, parse_overrides, settings
+    from .profiles import PROFILES, configure_threads, parse_overrides, settings
 
+    configure_threads()
     parsed = parse_overrides(overrides)
     if profile in PROFILES or parsed:
         settings(profile, parsed)  # an unknown key or a bad value: one line now, not a traceback in training
