@@ -76,6 +76,10 @@ class DirtyNotebookError(ReproduceError, ValueError):
     """A source notebook is stored with outputs or execution counts."""
 
 
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
 @dataclass(frozen=True)
 class _Plan:
     """One notebook to run and where its results go."""
@@ -339,7 +343,7 @@ def reproduce(
     figures_dir: str | Path | None = None,
     reports_dir: str | Path | None = None,
     kernel_name: str | None = None,
-    log: Callable[[str], None] = print,
+    log: Callable[[str], None] | None = None,
     *,
     notebooks_dir: str | Path | None = None,
     items: Sequence[manifest.PaperItem] | None = None,
@@ -362,7 +366,7 @@ def reproduce(
         reports_dir: Where executed notebooks, HTML, ``manifest.csv`` and ``run_log.csv`` go; default
             :func:`rxlib.config.reports_dir`.
         kernel_name: Jupyter kernel; None uses the one in each notebook's metadata (papermill's choice).
-        log: Receives one line per step (default ``print``).
+        log: Receives one line per step (default: printed and flushed at once, also into a file or pipe).
         notebooks_dir: Folder of the source notebooks; default :data:`rxlib.config.NOTEBOOKS_DIR`.
             Also the working directory of each kernel.
         items: The paper items to check outputs against; default :data:`rxlib.manifest.PAPER_ITEMS`.
@@ -389,6 +393,7 @@ def reproduce(
     from rxlib.data.roots import resolve_data_root
     from rxlib.profiles import PROFILES, parse_overrides, settings
 
+    log = log or _say
     overrides = parse_overrides(overrides)
     # unknown keys and bad values: one line, before anything runs (a profile that names only a synthetic
     # data set, e.g. "cpu", has no training settings to check unless some are overridden)
