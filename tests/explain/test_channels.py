@@ -17,7 +17,7 @@ from rxlib.explain.channels import (
     occlusion_importance,
     planted_importance,
 )
-from rxlib.explain.gradcam import grad_cam
+from rxlib.explain.cam import grad_cam
 
 
 def test_eq15_hand_made_example():
