@@ -42,6 +42,7 @@ from rxlib.explain.cam.base import (
     evaluating,
     input_gradient,
     minmax_normalise,
+    on_model_device,
     score_targets,
 )
 
@@ -135,9 +136,7 @@ def occlusion_importance(
     """
     if fill not in ("mean", "zero"):
         raise ValueError(f"fill must be 'mean' or 'zero', got {fill!r}")
-    check_images(images)
-    device = next(model.parameters()).device
-    images, cell_type = images.to(device), None if cell_type is None else cell_type.to(device)
+    images, cell_type = on_model_device(model, images, cell_type)
     with evaluating(model), torch.no_grad():
         # the targets are fixed on the intact images (the predicted class stays that of the intact image)
         base, target_fns = score_targets(model, images, cell_type, targets, head)

@@ -299,8 +299,9 @@ def score_targets(model: nn.Module, images: torch.Tensor, cell_type: torch.Tenso
     return torch.stack([t(o).reshape(()) for t, o in zip(target_fns, per_sample)]), target_fns
 
 
-def _on_device(model: nn.Module, images: torch.Tensor,
-               cell_type: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def on_model_device(model: nn.Module, images: torch.Tensor,
+                    cell_type: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Check ``images`` (:func:`check_images`) and move them and the cell type to the model's device."""
     check_images(images)
     device = next(model.parameters()).device
     return images.to(device), None if cell_type is None else cell_type.to(device)
@@ -331,7 +332,7 @@ def layer_gradient(model: nn.Module, images: torch.Tensor, cell_type: torch.Tens
         KeyError: unknown layer name.
         RuntimeError: the layer is not used in the forward pass, or used more than once.
     """
-    images, cell_type = _on_device(model, images, cell_type)
+    images, cell_type = on_model_device(model, images, cell_type)
     name, module = resolve_layer(model, layer)
     with evaluating(model, eval_mode), LayerRecorder(module, name, leaf=True) as recorder:
         scores, _ = score_targets(model, images, cell_type, targets, head)
@@ -350,7 +351,7 @@ def input_gradient(model: nn.Module, images: torch.Tensor, cell_type: torch.Tens
     Returns:
         ``(gradient (B, C, H, W), scores (B,))`` on the model's device.
     """
-    images, cell_type = _on_device(model, images, cell_type)
+    images, cell_type = on_model_device(model, images, cell_type)
     x = images.detach().clone().requires_grad_(True)
     with evaluating(model, eval_mode), torch.enable_grad():
         scores, _ = score_targets(model, x, cell_type, targets, head)
