@@ -71,8 +71,10 @@ def summary_markdown(out_dir: str | os.PathLike | None = None) -> str:
             value = f"{r.images_per_s:.1f} images/s" if pd.notna(r.images_per_s) else str(r.note)
             rows.append(("training", f"{r.what} ({r.torch_threads} threads)", value, ""))
     if (folder / "gradcam.csv").is_file():
-        for r in pd.read_csv(folder / "gradcam.csv").itertuples():
-            rows.append(("Grad-CAM", r.method, f"{r.images_per_s:.1f} images/s", f"rxlib is ×{r.ratio_to_rxlib:.2f} faster" if r.method != "rxlib" else ""))
+        for r in pd.read_csv(folder / "gradcam.csv", keep_default_na=False).itertuples():
+            what = f"{r.method} ({r.implementation})" if r.implementation else r.method
+            ratio = f"rxlib is ×{r.ratio_to_rxlib:.2f} faster" if r.implementation == "pytorch_grad_cam" else ""
+            rows.append(("CAM", what, f"{r.images_per_s:.1f} images/s", ratio))
     info = machine_info()
     lines = [f"Measured on {info.get('cpu', '?')}, {info.get('cores', '?')} cores, torch {info.get('torch', '?')}.", "",
              "| benchmark | what | rate | ratio |", "|---|---|---|---|"]

@@ -345,7 +345,7 @@ def measure_max_batch(args, cap_s: float, state: dict) -> list[dict]:
 
 def measure_gradcam(args, cap_s: float, state: dict) -> list[dict]:
     """Grad-CAM images/s: rxlib, pytorch-grad-cam (if importable) and one forward + backward pass."""
-    from rxlib.explain.gradcam import grad_cam
+    from rxlib.explain.cam import default_layer, grad_cam
     from rxlib.models import build_model
 
     device = torch.device(args.device)
@@ -353,7 +353,7 @@ def measure_gradcam(args, cap_s: float, state: dict) -> list[dict]:
     torch.manual_seed(0)
     model = build_model(config.arch, config.n_classes, embedding_dim=config.embedding_dim,
                         memory_efficient=config.memory_efficient).to(device).eval()
-    layer = "denseblock4"
+    layer = default_layer(model)
     batch = args.gradcam_batch
     images, cell_type, labels = _random_batch(config, batch, args.size, device)
     classes = labels.tolist()

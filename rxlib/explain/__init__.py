@@ -1,6 +1,7 @@
 """Explaining the networks (paper sections 3.5, 4.5-4.7, 5; Grad-CAMO; DCMIX).
 
-- :mod:`~rxlib.explain.gradcam`: batched Grad-CAM (eqs. 10-11) for any layer, hooks in a context
+- :mod:`~rxlib.explain.cam`: the CAM family over one base: Grad-CAM (eqs. 10-11), Grad-CAM++ and
+  LayerCAM, batched, for any layer (``layer=None``: the architecture's default), hooks in a context
   manager, targets as small callables.
 - :mod:`~rxlib.explain.gradcamo`: share of the attention on the cells (Grad-CAMO), masks from the
   synthetic ground truth or from segmentation, and the segmentation scored against the truth.
@@ -16,6 +17,18 @@
 
 Nothing happens on import beyond importing torch, numpy and pandas.
 """
+from rxlib.explain.cam import (
+    CAM_METHODS,
+    ClassTarget,
+    LayerRecorder,
+    default_layer,
+    grad_cam,
+    grad_cam_plus_plus,
+    layer_cam,
+    minmax_normalise,
+    resolve_layer,
+    upsample_cam,
+)
 from rxlib.explain.channels import (
     IMPORTANCE_METHODS,
     channel_importance_summary,
@@ -51,14 +64,6 @@ from rxlib.explain.filters import (
     filter_band_block_stats,
     filter_stats_table,
 )
-from rxlib.explain.gradcam import (
-    ClassTarget,
-    LayerRecorder,
-    grad_cam,
-    minmax_normalise,
-    resolve_layer,
-    upsample_cam,
-)
 from rxlib.explain.gradcamo import (
     grad_camo_dataset,
     grad_camo_image,
@@ -74,6 +79,7 @@ from rxlib.explain.gradcamo import (
 )
 
 __all__ = [
+    "CAM_METHODS",
     "ChannelMixing",
     "ClassTarget",
     "DCMixNet",
@@ -86,6 +92,7 @@ __all__ = [
     "channel_importances",
     "class_importance",
     "compare_claim",
+    "default_layer",
     "eq15_attention",
     "feature_separation",
     "feature_separation_table",
@@ -95,6 +102,7 @@ __all__ = [
     "filter_band_block_stats",
     "filter_stats_table",
     "grad_cam",
+    "grad_cam_plus_plus",
     "grad_camo_dataset",
     "grad_camo_image",
     "grad_camo_per_cell",
@@ -106,6 +114,7 @@ __all__ = [
     "junk_classes",
     "junk_separation",
     "last_dense_layer",
+    "layer_cam",
     "load_truth_masks",
     "max_normalise",
     "minmax_normalise",

@@ -33,12 +33,16 @@ import torch
 from scipy.stats import spearmanr
 from torch import nn
 
-from rxlib.explain.gradcam import Target, _as_targets, minmax_normalise
-
-
-def _check_images(images: torch.Tensor) -> None:
-    if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise ValueError(f"images must be a (B, C, H, W) tensor, got {getattr(images, 'shape', type(images))}")
+from rxlib.explain.cam.base import (
+    Targets,
+    check_images,
+    default_layer,
+    evaluating,
+    input_gradient,
+    minmax_normalise,
+    on_model_device,
+    score_targets,
+)
 
 
 def max_normalise(values: torch.Tensor | np.ndarray, eps: float = 1e-12) -> torch.Tensor | np.ndarray:
@@ -91,7 +95,7 @@ def eq15_attention(
     unbatched = images.ndim == 3
     if unbatched:
         images, cam = images[None], cam[None]
-    _check_images(images)
+    check_images(images)
     if cam.shape != (images.shape[0], *images.shape[2:]):
         raise ValueError(f"cam of shape {tuple(cam.shape)} does not match images {tuple(images.shape)}; "
                          "upsample the CAM to the image size")
@@ -109,34 +113,11 @@ def eq15_attention(
     return attention[0] if unbatched else attention
 
 
-def _scores(model: nn.Module, images: torch.Tensor, cell_type: torch.Tensor | None, targets: list[Target]) -> torch.Tensor:
-    output = model(images) if cell_type is None else model(images, cell_type)
-    if isinstance(output, dict):
-        per_sample = [{k: v[i] for k, v in output.items()} for i in range(images.shape[0])]
-    else:
-        per_sample = [output[i] for i in range(images.shape[0])]
-    return torch.stack([t(o).reshape(()) for t, o in zip(targets, per_sample)])
-
-
-def _prepare(model: nn.Module, images: torch.Tensor, cell_type: torch.Tensor | None, targets, head: str):
-    _check_images(images)
-    device = next(model.parameters()).device
-    images = images.to(device)
-    cell_type = None if cell_type is None else cell_type.to(device)
-    if targets is None:  # the predicted class needs a forward pass
-        with torch.no_grad():
-            output = model(images) if cell_type is None else model(images, cell_type)
-        scores = output[head] if isinstance(output, dict) else output
-    else:
-        scores = torch.empty(images.shape[0], 1)
-    return images, cell_type, _as_targets(targets, scores, head)
-
-
 def occlusion_importance(
     model: nn.Module,
     images: torch.Tensor,
     cell_type: torch.Tensor | None = None,
-    targets: int | Target | Sequence[int | Target] | None = None,
+    targets: Targets = None,
     *,
     fill: str = "mean",
     head: str = "logits",
@@ -144,7 +125,7 @@ def occlusion_importance(
     """Drop of the target score when one channel is replaced, for each channel.
 
     Args:
-        model, images, cell_type, targets, head: as :func:`~rxlib.explain.gradcam.grad_cam`.
+        model, images, cell_type, targets, head: as :func:`~rxlib.explain.cam.grad_cam`.
         fill: ``'mean'`` (the channel's own spatial mean per image: removes its structure, keeps its
             level) or ``'zero'``.
 
@@ -153,19 +134,15 @@ def occlusion_importance(
     """
     if fill not in ("mean", "zero"):
         raise ValueError(f"fill must be 'mean' or 'zero', got {fill!r}")
-    was_training = model.training
-    model.eval()
-    try:
-        images, cell_type, target_fns = _prepare(model, images, cell_type, targets, head)
-        with torch.no_grad():
-            base = _scores(model, images, cell_type, target_fns)
-            drops = []
-            for c in range(images.shape[1]):
-                occluded = images.clone()
-                occluded[:, c] = images[:, c].mean(dim=(1, 2), keepdim=True) if fill == "mean" else 0.0
-                drops.append(base - _scores(model, occluded, cell_type, target_fns))
-    finally:
-        model.train(was_training)
+    images, cell_type = on_model_device(model, images, cell_type)
+    with evaluating(model), torch.no_grad():
+        # the targets are fixed on the intact images (the predicted class stays that of the intact image)
+        base, target_fns = score_targets(model, images, cell_type, targets, head)
+        drops = []
+        for c in range(images.shape[1]):
+            occluded = images.clone()
+            occluded[:, c] = images[:, c].mean(dim=(1, 2), keepdim=True) if fill == "mean" else 0.0
+            drops.append(base - score_targets(model, occluded, cell_type, target_fns, head)[0])
     return torch.stack(drops, dim=1)
 
 
@@ -173,7 +150,7 @@ def gradient_x_input(
     model: nn.Module,
     images: torch.Tensor,
     cell_type: torch.Tensor | None = None,
-    targets: int | Target | Sequence[int | Target] | None = None,
+    targets: Targets = None,
     *,
     head: str = "logits",
     absolute: bool = False,
@@ -181,22 +158,14 @@ def gradient_x_input(
     """Gradient of the target score times the input, summed over the pixels of each channel.
 
     Args:
-        model, images, cell_type, targets, head: as :func:`~rxlib.explain.gradcam.grad_cam`.
+        model, images, cell_type, targets, head: as :func:`~rxlib.explain.cam.grad_cam`.
         absolute: sum ``|grad * input|`` instead of the signed product.
 
     Returns:
         ``(B, C)`` tensor; the input is not modified (a detached copy gets the gradient).
     """
-    was_training = model.training
-    model.eval()
-    try:
-        images, cell_type, target_fns = _prepare(model, images, cell_type, targets, head)
-        x = images.detach().clone().requires_grad_(True)
-        with torch.enable_grad():
-            (grad,) = torch.autograd.grad(_scores(model, x, cell_type, target_fns).sum(), x)
-    finally:
-        model.train(was_training)
-    product = grad * images
+    grad, _ = input_gradient(model, images, cell_type, targets, head=head)
+    product = grad * images.to(grad.device)
     return (product.abs() if absolute else product).sum(dim=(2, 3)).detach()
 
 
@@ -331,24 +300,26 @@ def channel_importances(
     model: nn.Module,
     images: torch.Tensor,
     cell_type: torch.Tensor | None = None,
-    targets: int | Target | Sequence[int | Target] | None = None,
+    targets: Targets = None,
     *,
-    layer: str | nn.Module = "denseblock4",
+    layer: str | nn.Module | None = None,
     methods: Sequence[str] = IMPORTANCE_METHODS,
     head: str = "logits",
 ) -> dict[str, torch.Tensor]:
     """Every per-image channel importance of one batch, ready for :func:`channel_importance_table`.
 
     Args:
-        model, images, cell_type, targets, head: as :func:`~rxlib.explain.gradcam.grad_cam`
+        model, images, cell_type, targets, head: as :func:`~rxlib.explain.cam.grad_cam`
             (targets are usually the true classes, so that the planted phenotype is explained).
-        layer: Grad-CAM layer for eq. 15 (the paper's Figure 12 uses ``denseblock4.denselayer24``).
+        layer: Grad-CAM layer for eq. 15; None: the architecture's default
+            (:func:`~rxlib.explain.cam.default_layer`; the paper's Figure 12 uses
+            ``denseblock4.denselayer24``, :func:`last_dense_layer`).
         methods: any of :data:`IMPORTANCE_METHODS`.
 
     Returns:
         method -> ``(B, C)`` tensor on the CPU.
     """
-    from rxlib.explain.gradcam import grad_cam
+    from rxlib.explain.cam import grad_cam
 
     unknown = set(methods) - set(IMPORTANCE_METHODS)
     if unknown:
@@ -371,17 +342,17 @@ def last_dense_layer(model: nn.Module) -> str:
     """Name of the last dense layer of the last dense block (the paper's Figure 12 layer,
     ``denseblock4.denselayer24`` in DenseNet-161; ``denseblock4.denselayer4`` in the tiny DenseNet).
 
+    Resolved through :func:`~rxlib.explain.cam.default_layer` (``last=True``), so a ResNet RxNet gives
+    its last residual block (``layer4.1`` of a ResNet-18).
+
     Raises:
-        ValueError: the model has no dense blocks.
+        ValueError: the model has no dense blocks (no known architecture).
     """
-    inner = getattr(model, "inner", model)
-    features = getattr(inner, "features", inner)
-    blocks = [(n, m) for n, m in features.named_children() if n.startswith("denseblock")]
-    if not blocks:
-        raise ValueError(f"{type(inner).__name__} has no dense blocks")
-    name, block = blocks[-1]
-    layers = [n for n, _ in block.named_children() if n.startswith("denselayer")]
-    return f"{name}.{layers[-1]}"
+    try:
+        return default_layer(model, last=True)
+    except ValueError:
+        raise ValueError(f"{type(getattr(model, 'inner', model)).__name__} has no dense blocks "
+                         "(not an RxNet of a known family); give the layer explicitly") from None
 
 
 def importance_methods(model: nn.Module, images: torch.Tensor, cell_type: torch.Tensor | None, labels,

@@ -30,8 +30,7 @@ import torch
 from torch import nn
 
 from rxlib.config import CELL_TYPES, CHANNELS
-from rxlib.explain.gradcam import ClassTarget, grad_cam, resolve_layer
-from rxlib.models.rxnet import DEFAULT_TARGET_LAYER
+from rxlib.explain.cam import ClassTarget, default_layer, grad_cam, resolve_layer
 from rxlib.plotting.composite import rgb_composite, stretch
 
 if TYPE_CHECKING:
@@ -398,8 +397,10 @@ class GradCamExplorer:
             shown = ", ".join(map(str, class_ids[:10])) + (", ..." if len(class_ids) > 10 else "")
             raise ValueError(f"class id {class_id} is not among the classes offered ({shown})")
         if layer is None:
-            inner = getattr(model, "inner", model)
-            preferred = DEFAULT_TARGET_LAYER.get(getattr(inner, "family", ""), "")
+            try:
+                preferred = default_layer(model)
+            except ValueError:  # not an RxNet: no default, take the last layer offered
+                preferred = None
             layer = preferred if preferred in layers else layers[-1]
         elif layer not in layers:
             raise KeyError(f"layer {layer!r} is not among the layers offered: {layers}")

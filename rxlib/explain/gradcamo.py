@@ -256,7 +256,7 @@ def resolve_masks(root: str | Path, masks: str = "auto") -> str:
 
 
 def grad_camo_dataset(model, dataset, root: str | Path, positions: Sequence[int] | None = None, *,
-                      layer: str = "denseblock4", batch_size: int = 64, head: str = "logits",
+                      layer: str | None = None, batch_size: int = 64, head: str = "logits",
                       masks: str = "auto", device: str | None = None) -> pd.DataFrame:
     """Grad-CAM of each site for its own label, scored against cell masks.
 
@@ -267,7 +267,8 @@ def grad_camo_dataset(model, dataset, root: str | Path, positions: Sequence[int]
             as in training. Read batch by batch: only ``batch_size`` images and the per-image scores are held.
         root: the data root of these sites (for the ground-truth masks).
         positions: items to score (default all); sites without a label (-1) are skipped.
-        layer: Grad-CAM layer (dotted path inside ``features``).
+        layer: Grad-CAM layer (dotted path inside ``features``); None: the architecture's default
+            (:func:`~rxlib.explain.cam.default_layer`: ``denseblock4`` / ``layer4``).
         batch_size: images per Grad-CAM pass.
         head: ``'logits'`` or ``'cosine'``.
         masks: ``truth`` (the synthetic ground truth), ``segmentation`` (:func:`segment_cells` of the
@@ -284,7 +285,10 @@ def grad_camo_dataset(model, dataset, root: str | Path, positions: Sequence[int]
     """
     from rxlib.train.loop import on_device
 
+    from rxlib.explain.cam import default_layer
+
     source = resolve_masks(root, masks)
+    layer = default_layer(model) if layer is None else layer  # the rows name the layer used
     table = dataset.table
     positions = list(range(len(dataset))) if positions is None else [int(p) for p in positions]
     positions = [p for p in positions if int(table["label"].iloc[p]) >= 0]
@@ -300,7 +304,7 @@ def grad_camo_dataset(model, dataset, root: str | Path, positions: Sequence[int]
 
 def _grad_camo_chunk(model, dataset, root, chunk: list[int], source: str, *, layer: str, head: str) -> list[dict]:
     """Rows of :func:`grad_camo_dataset` for the items ``chunk`` (one Grad-CAM pass)."""
-    from rxlib.explain.gradcam import grad_cam
+    from rxlib.explain.cam import grad_cam
     from rxlib.explain.sites import site_batch
 
     table = dataset.table

@@ -155,7 +155,7 @@ def gradcam_explainer(images: torch.Tensor, cell_type: torch.Tensor | None, targ
                       name: str = "Grad-CAM", head: str = "logits") -> Explainer:
     """``explain(model) -> {name: (B, H, W)}``: Grad-CAM of the fixed targets at ``layer``, upsampled to
     the image (not normalised: Spearman does not care, SSIM scales each map itself)."""
-    from rxlib.explain.gradcam import grad_cam
+    from rxlib.explain.cam import grad_cam
 
     targets = [int(t) for t in np.asarray(targets)]
 

@@ -18,7 +18,7 @@ from rxlib.explain.explorer import (
     overlay_png,
     render_explorer_png,
 )
-from rxlib.explain.gradcam import grad_cam
+from rxlib.explain.cam import grad_cam
 
 pytest.importorskip("ipywidgets")
 

@@ -1,4 +1,4 @@
-"""Tiny networks for the explain tests: a tiny RxNet and a hand-built model that reads only channel 3."""
+"""Tiny networks for the explain tests: a tiny RxNet, a ResNet-18 RxNet and a hand-built model that reads only channel 3."""
 from __future__ import annotations
 
 import pytest
@@ -38,6 +38,12 @@ def one_thread():
 def tiny_model() -> nn.Module:
     torch.manual_seed(0)
     return build_model("tiny_densenet", 10, embedding_dim=32)
+
+
+@pytest.fixture(scope="module")
+def resnet_model() -> nn.Module:
+    torch.manual_seed(0)
+    return build_model("resnet18", 10, embedding_dim=32)
 
 
 @pytest.fixture

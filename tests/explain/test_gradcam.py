@@ -6,7 +6,7 @@ import torch
 from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
-from rxlib.explain.gradcam import ClassTarget, LayerRecorder, grad_cam, minmax_normalise
+from rxlib.explain.cam import ClassTarget, LayerRecorder, grad_cam, minmax_normalise
 
 CLASSES = [1, 4, 7]
 

@@ -80,7 +80,7 @@ SCRIPT = textwrap.dedent("""
     model = build_model("tiny_densenet", 1139, embedding_dim=16, memory_efficient=False).eval()
     # the network's own working memory depends on the batch size, not on the data set: run it once at the
     # batch sizes used below (forward 16, Grad-CAM 8), so that the baseline holds it
-    from rxlib.explain.gradcam import grad_cam
+    from rxlib.explain.cam import grad_cam
     with torch.no_grad():
         model(torch.zeros(16, 6, 256, 256), torch.eye(4)[[0] * 16])
     grad_cam(model, torch.zeros(8, 6, 256, 256), torch.eye(4)[[0] * 8], [0] * 8, layer="denseblock2", upsample=True)
