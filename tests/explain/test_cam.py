@@ -11,7 +11,7 @@ from rxlib.explain import CAM_METHODS, channel_importances, eq15_attention, grad
 from rxlib.explain.cam import default_layer, layer_gradient, resolve_layer
 from rxlib.explain.cam.gradcampp import grad_cam_plus_plus_map
 from rxlib.explain.cam.layercam import layer_cam_map
-from rxlib.explain.channels import build_dcmix_model
+from rxlib.explain.dcmix import build_dcmix_model
 
 CLASSES = [1, 4, 7]
 #: rxlib member -> the pytorch-grad-cam class computing the same maps.
