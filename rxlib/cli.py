@@ -89,11 +89,23 @@ def add_train_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParse
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``rxlib`` command line: one sub-command per task (synth, stats, reproduce, train)."""
     parser = argparse.ArgumentParser(prog="rxlib", description=(
         "Regenerate the figures and tables of Sharma & Krishnamurthi (2022) on RxRx1 or on the "
         "embedded synthetic RxRx1 with planted ground truth."))
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_synth_command(sub)
+    _add_stats_command(sub)
+    _add_reproduce_command(sub)
+    tr = sub.add_parser("train", help="train one model from a JSON config file (resumes if interrupted)",
+                        description=TRAIN_DESCRIPTION)
+    add_train_options(tr)
+    tr.set_defaults(func=_train)
+    return parser
 
+
+def _add_synth_command(sub: argparse._SubParsersAction) -> None:
+    """``rxlib synth``: generate a synthetic RxRx1."""
     synth = sub.add_parser("synth", help="generate a synthetic RxRx1 with planted ground truth",
                            description="Write a synthetic RxRx1 in the official layout (metadata.csv + "
                                        "images/...) with its ground truth in truth/. Same seed, same bytes; "
@@ -109,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(func=_synth)
 
+
+def _add_stats_command(sub: argparse._SubParsersAction) -> None:
+    """``rxlib stats``: data set statistics."""
     stats = sub.add_parser("stats", help="data set statistics (Table 1, split summary, intensities)",
                            description="Read a data root (official RxRx1, Kaggle 2019/2023 or synthetic) and write "
                                        "class_sets.csv (Table 1), summary.csv, headline.csv and, for the sites "
@@ -121,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("--quiet", action="store_true", help="no progress bar")
     stats.set_defaults(func=_stats)
 
+
+def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
+    """``rxlib reproduce``: run the notebooks and regenerate every figure, or print the plan (--dry-run)."""
     rep = sub.add_parser("reproduce", help="run the notebooks with papermill and regenerate every figure",
                          description="Execute the notebooks in order with papermill; executed notebooks and HTML "
                                      "go to reports/, figures (PNG and PDF) to figures/, and reports/manifest.csv "
@@ -148,11 +166,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="training images/s of DenseNet-161 at 512x512 on one GPU, for the plan (default: "
                           "reports/benchmarks/gpu_check.csv if present, else the stated assumption)")
     rep.set_defaults(func=_reproduce)
-    tr = sub.add_parser("train", help="train one model from a JSON config file (resumes if interrupted)",
-                        description=TRAIN_DESCRIPTION)
-    add_train_options(tr)
-    tr.set_defaults(func=_train)
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -157,6 +157,29 @@ def _integer_check(pa, column: str):
                     f"(written without a decimal point)")
 
 
+_UNKNOWN_CELL_TYPE = f"unknown cell type (known: {', '.join(CELL_TYPES)})"
+
+
+class _SchemaParts:
+    """Declares the columns and frame checks of a metadata schema, recording for each check message
+    the columns a failing row is shown with."""
+
+    def __init__(self, pa) -> None:
+        self.pa = pa
+        self.shown: dict[str, list[str]] = {}
+
+    def col(self, name: str, *checks):
+        """A non-null column of string values with ``checks`` (a failing row shows this column)."""
+        for check in checks:
+            self.shown.setdefault(check.error, [name])
+        return self.pa.Column(None, list(checks), nullable=False, coerce=False)
+
+    def frame_check(self, fn, error: str, columns: list[str]):
+        """A check across columns (a failing row shows ``columns``)."""
+        self.shown[error] = columns
+        return self.pa.Check(fn, error=error)
+
+
 def metadata_schema(kind: str, *, max_plate: int = RXRX1_PLATES, scheme: ClassScheme | None = None):
     """The pandera schema of one metadata file kind, values read as strings.
 
@@ -172,21 +195,22 @@ def metadata_schema(kind: str, *, max_plate: int = RXRX1_PLATES, scheme: ClassSc
     """
     import pandera.pandas as pa
 
-    scheme = scheme or ClassScheme()
-    shown: dict[str, list[str]] = {}
+    parts = _SchemaParts(pa)
+    location = _location_columns(parts, max_plate)
+    layout, _, part = kind.partition(":")
+    if layout == "official":
+        columns, checks = _official_columns(parts, location, scheme or ClassScheme())
+        unique = "site_id"
+    else:
+        columns, checks = _kaggle_columns(parts, location, layout, part)
+        unique = "id_code"
+    return pa.DataFrameSchema(columns, checks=checks, unique=[unique], strict=False), parts.shown
 
-    def col(name: str, *checks) -> pa.Column:
-        for check in checks:
-            shown.setdefault(check.error, [name])
-        return pa.Column(None, list(checks), nullable=False, coerce=False)
 
-    def frame_check(fn, error: str, columns: list[str]) -> pa.Check:
-        shown[error] = columns
-        return pa.Check(fn, error=error)
-
-    cell_types = ", ".join(CELL_TYPES)
-    unknown_cell = f"unknown cell type (known: {cell_types})"
-    columns = {
+def _location_columns(parts: _SchemaParts, max_plate: int) -> dict:
+    """Columns every layout has: experiment, plate (1..``max_plate``) and well."""
+    pa, col = parts.pa, parts.col
+    return {
         "experiment": col("experiment", pa.Check(lambda s: s.str.fullmatch(r"[^-]+-\d{2}"),
                                                  error=f"experiment must match {EXPERIMENT_PATTERN}")),
         "plate": col("plate", _integer_check(pa, "plate"),
@@ -194,37 +218,45 @@ def metadata_schema(kind: str, *, max_plate: int = RXRX1_PLATES, scheme: ClassSc
         "well": col("well", pa.Check(lambda s: s.str.fullmatch(_WELL_RE.pattern[1:-1]),
                                      error="not a well of a 384-well plate (A01..P24)")),
     }
-    checks = []
-    layout, _, part = kind.partition(":")
-    if layout == "official":
-        n = scheme.n_classes
-        columns = {
-            "cell_type": col("cell_type", pa.Check.isin(CELL_TYPES, error=unknown_cell)),
-            **columns,
-            "site_id": col("site_id", pa.Check(lambda s: s.str.len() > 0, error="site_id is empty")),
-            "well_id": col("well_id", pa.Check(lambda s: s.str.len() > 0, error="well_id is empty")),
-            "dataset": col("dataset", pa.Check.isin(["train", "test"], error="dataset must be train or test")),
-            "site": col("site", _integer_check(pa, "site"),
-                        pa.Check(_in_range(1, 2), error="site must be 1 or 2")),
-            "well_type": col("well_type", pa.Check.isin(WELL_TYPES, error=f"well type must be one of {WELL_TYPES}")),
-            "sirna": col("sirna", pa.Check(lambda s: s.str.len() > 0, error="sirna is empty")),
-            "sirna_id": col("sirna_id", _integer_check(pa, "sirna_id"),
-                            pa.Check(_in_range(0, n - 1), error=f"class id outside 0..{n - 1}")),
-        }
-        checks = [
-            frame_check(lambda f: f["experiment"].str.split("-").str[0] == f["cell_type"],
-                        "cell type disagrees with the experiment's prefix", ["cell_type", "experiment"]),
-            frame_check(lambda f: f["well_id"] == f["experiment"] + "_" + f["plate"] + "_" + f["well"],
-                        "well_id is not {experiment}_{plate}_{well}", ["well_id", "experiment", "plate", "well"]),
-            frame_check(lambda f: f["site_id"] == f["well_id"] + "_" + f["site"],
-                        "site_id is not {well_id}_{site}", ["site_id", "well_id", "site"]),
-            frame_check(lambda f: _well_type_agrees(f, "sirna_id", scheme),
-                        "well type disagrees with the class id", ["well_type", "sirna_id"]),
-            frame_check(lambda f: _one_to_one(f["sirna"], f["sirna_id"]),
-                        "sirna and sirna_id do not map one to one", ["sirna", "sirna_id"]),
-        ]
-        return pa.DataFrameSchema(columns, checks=checks, unique=["site_id"], strict=False), shown
-    columns = {"cell_type": col("cell_type", pa.Check.isin(CELL_TYPES, error=unknown_cell)), **columns,
+
+
+def _official_columns(parts: _SchemaParts, location: dict, scheme: ClassScheme) -> tuple[dict, list]:
+    """Columns and cross-column checks of the official ``metadata.csv``."""
+    pa, col, frame_check = parts.pa, parts.col, parts.frame_check
+    n = scheme.n_classes
+    columns = {
+        "cell_type": col("cell_type", pa.Check.isin(CELL_TYPES, error=_UNKNOWN_CELL_TYPE)),
+        **location,
+        "site_id": col("site_id", pa.Check(lambda s: s.str.len() > 0, error="site_id is empty")),
+        "well_id": col("well_id", pa.Check(lambda s: s.str.len() > 0, error="well_id is empty")),
+        "dataset": col("dataset", pa.Check.isin(["train", "test"], error="dataset must be train or test")),
+        "site": col("site", _integer_check(pa, "site"),
+                    pa.Check(_in_range(1, 2), error="site must be 1 or 2")),
+        "well_type": col("well_type", pa.Check.isin(WELL_TYPES, error=f"well type must be one of {WELL_TYPES}")),
+        "sirna": col("sirna", pa.Check(lambda s: s.str.len() > 0, error="sirna is empty")),
+        "sirna_id": col("sirna_id", _integer_check(pa, "sirna_id"),
+                        pa.Check(_in_range(0, n - 1), error=f"class id outside 0..{n - 1}")),
+    }
+    checks = [
+        frame_check(lambda f: f["experiment"].str.split("-").str[0] == f["cell_type"],
+                    "cell type disagrees with the experiment's prefix", ["cell_type", "experiment"]),
+        frame_check(lambda f: f["well_id"] == f["experiment"] + "_" + f["plate"] + "_" + f["well"],
+                    "well_id is not {experiment}_{plate}_{well}", ["well_id", "experiment", "plate", "well"]),
+        frame_check(lambda f: f["site_id"] == f["well_id"] + "_" + f["site"],
+                    "site_id is not {well_id}_{site}", ["site_id", "well_id", "site"]),
+        frame_check(lambda f: _well_type_agrees(f, "sirna_id", scheme),
+                    "well type disagrees with the class id", ["well_type", "sirna_id"]),
+        frame_check(lambda f: _one_to_one(f["sirna"], f["sirna_id"]),
+                    "sirna and sirna_id do not map one to one", ["sirna", "sirna_id"]),
+    ]
+    return columns, checks
+
+
+def _kaggle_columns(parts: _SchemaParts, location: dict, layout: str, part: str) -> tuple[dict, list]:
+    """Columns and cross-column checks of a Kaggle file (``layout`` 2019 or 2023; ``part`` train,
+    controls or test)."""
+    pa, col, frame_check = parts.pa, parts.col, parts.frame_check
+    columns = {"cell_type": col("cell_type", pa.Check.isin(CELL_TYPES, error=_UNKNOWN_CELL_TYPE)), **location,
                "id_code": col("id_code", pa.Check(lambda s: s.str.len() > 0, error="id_code is empty"))}
     checks = [frame_check(lambda f: f["id_code"] == f["experiment"] + "_" + f["plate"] + "_" + f["well"],
                           "id_code is not {experiment}_{plate}_{well}", ["id_code", "experiment", "plate", "well"])]
@@ -243,7 +275,7 @@ def metadata_schema(kind: str, *, max_plate: int = RXRX1_PLATES, scheme: ClassSc
         checks.append(frame_check(lambda f: _well_type_agrees(f, "sirna", ClassScheme(), layout),
                                   "well type disagrees with the class id",
                                   ["well_type", "sirna"] if part == "controls" else ["sirna"]))
-    return pa.DataFrameSchema(columns, checks=checks, unique=["id_code"], strict=False), shown
+    return columns, checks
 
 
 def _labels(values: pd.Series, layout: str) -> pd.Series:

@@ -56,6 +56,7 @@ from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -254,28 +255,53 @@ def prepare_store(root: str | os.PathLike, table: pd.DataFrame, *, workers: int 
 
 def _build(root: Path, table: pd.DataFrame, stems: list[str], target: Path, workers: int | None,
            expected_size: int | None, progress: bool, chunk_sites: int) -> None:
+    """Decode the chunks not yet recorded into ``sites.u8``, then write the intensities, index,
+    statistics and, last, ``complete.json``; the chunk records are removed once it exists."""
     n = len(stems)
     first = load_site_stem(root, stems[0], expected_size)
     shape = (n, *first.shape)
-    size = (first.shape[1], first.shape[2])
-    data = target / "sites.u8"
-    nbytes = int(np.prod(shape))
-    if not data.is_file() or data.stat().st_size != nbytes:
-        # a data file of another size cannot hold resumable chunks of this layout: start again
-        shutil.rmtree(target / "chunks", ignore_errors=True)
-        with open(data, "wb") as handle:
-            handle.truncate(nbytes)  # sparse: blocks are allocated as chunks are written
+    data = _sparse_data_file(target, int(np.prod(shape)))
     chunks_dir = target / "chunks"
     chunks_dir.mkdir(exist_ok=True)
-    # a record names its rows, so a resume with another chunk size never takes one chunk for another
-    bounds = [(f"{start:09d}-{min(start + chunk_sites, n):09d}", start, min(start + chunk_sites, n))
-              for start in range(0, n, chunk_sites)]
+    bounds = _chunk_bounds(n, chunk_sites)
     todo = [b for b in bounds if not (chunks_dir / f"{b[0]}.npy").is_file()]
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, initial=n - sum(b[2] - b[1] for b in todo), desc="store sites", unit="site")
+    try:
+        _decode_chunks(root, stems, data, (first.shape[1], first.shape[2]), todo, chunks_dir, workers, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+    values = np.concatenate([np.load(chunks_dir / f"{k}.npy") for k, _, _ in bounds])
+    _write_summaries(root, table, target, values, shape)
+    shutil.rmtree(chunks_dir, ignore_errors=True)
+
+
+def _sparse_data_file(target: Path, nbytes: int) -> Path:
+    """``target/sites.u8`` of ``nbytes``: kept if it has that size, else created empty (and sparse)."""
+    data = target / "sites.u8"
+    if not data.is_file() or data.stat().st_size != nbytes:
+        # a data file of another size cannot hold resumable chunks of this layout: start again
+        shutil.rmtree(target / "chunks", ignore_errors=True)
+        with open(data, "wb") as handle:
+            handle.truncate(nbytes)  # sparse: blocks are allocated as chunks are written
+    return data
+
+
+def _chunk_bounds(n: int, chunk_sites: int) -> list[tuple[str, int, int]]:
+    """(record name, first row, stop row) of each chunk of ``chunk_sites`` rows."""
+    # a record names its rows, so a resume with another chunk size never takes one chunk for another
+    return [(f"{start:09d}-{min(start + chunk_sites, n):09d}", start, min(start + chunk_sites, n))
+            for start in range(0, n, chunk_sites)]
+
+
+def _decode_chunks(root: Path, stems: list[str], data: Path, size: tuple[int, int],
+                   todo: list[tuple[str, int, int]], chunks_dir: Path, workers: int | None, bar: Any) -> None:
+    """Decode the chunks of ``todo`` into ``data`` (in ``workers`` processes), recording each as it
+    ends and advancing ``bar`` (a tqdm bar, or None)."""
 
     def finish(k: str, start: int, stop: int, values: np.ndarray) -> None:
         with atomic_path(chunks_dir / f"{k}.npy") as tmp:  # the chunk's pixels are on disk: record it
@@ -285,37 +311,36 @@ def _build(root: Path, table: pd.DataFrame, stems: list[str], target: Path, work
             bar.update(stop - start)
 
     workers = max(1, min(workers or os.cpu_count() or 1, len(todo) or 1))
-    try:
-        if workers == 1:
-            for k, start, stop in todo:
-                finish(k, start, stop, _decode_chunk(str(root), stems[start:stop], str(data), start, size))
-        else:
-            import multiprocessing
+    if workers == 1:
+        for k, start, stop in todo:
+            finish(k, start, stop, _decode_chunk(str(root), stems[start:stop], str(data), start, size))
+        return
+    import multiprocessing
 
-            # fork: workers inherit the imported modules instead of importing torch again (spawn)
-            context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-            with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-                pending = {pool.submit(_decode_chunk, str(root), stems[start:stop], str(data), start, size):
-                           (k, start, stop) for k, start, stop in todo}
-                try:
-                    while pending:
-                        done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                        for future in done:
-                            k, start, stop = pending.pop(future)
-                            finish(k, start, stop, future.result())
-                except BaseException:
-                    for future in pending:
-                        future.cancel()
-                    raise
-    finally:
-        if bar is not None:
-            bar.close()
-    values = np.concatenate([np.load(chunks_dir / f"{k}.npy") for k, _, _ in bounds])
+    # fork: workers inherit the imported modules instead of importing torch again (spawn)
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        pending = {pool.submit(_decode_chunk, str(root), stems[start:stop], str(data), start, size):
+                   (k, start, stop) for k, start, stop in todo}
+        try:
+            while pending:
+                done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    k, start, stop = pending.pop(future)
+                    finish(k, start, stop, future.result())
+        except BaseException:
+            for future in pending:
+                future.cancel()
+            raise
+
+
+def _write_summaries(root: Path, table: pd.DataFrame, target: Path, values: np.ndarray, shape: tuple) -> None:
+    """Write the intensities, the index, the pooled statistics and, last, ``complete.json``."""
     with atomic_path(target / "intensities.npy") as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, values)
     index = table[_INDEX_COLUMNS].copy()
-    index.insert(0, "row", np.arange(n))
+    index.insert(0, "row", np.arange(len(values)))
     with atomic_path(target / "index.csv") as tmp:
         index.to_csv(tmp, index=False)
     store_stats = _pooled(index, values)
@@ -324,8 +349,7 @@ def _build(root: Path, table: pd.DataFrame, stems: list[str], target: Path, work
             frame.to_csv(tmp, index=False)
     with atomic_path(target / "complete.json") as tmp:  # last: marks the store complete
         tmp.write_text(json.dumps({"version": STORE_VERSION, "shape": list(shape), "dtype": "uint8",
-                                   "root": str(root), "sites": n}, indent=2) + "\n")
-    shutil.rmtree(chunks_dir, ignore_errors=True)
+                                   "root": str(root), "sites": shape[0]}, indent=2) + "\n")
 
 
 def _pooled(index: pd.DataFrame, values: np.ndarray) -> dict[str, pd.DataFrame]:

@@ -216,6 +216,12 @@ class SynthConfig:
 
     def validated(self) -> SynthConfig:
         """Return self after checking every value; raise ``ValueError`` naming the bad one."""
+        self._check_layout()
+        self._check_distributions()
+        return self
+
+    def _check_layout(self) -> None:
+        """Image size, classes, experiments, plates, wells and sites; that a plate holds its wells."""
         _check(isinstance(self.image_size, int) and 16 <= self.image_size <= 4096,
                f"image_size must be an int in 16..4096, got {self.image_size!r}")
         _check(0.05 <= float(self.cell_scale) <= 4.0, f"cell_scale must be in 0.05..4, got {self.cell_scale!r}")
@@ -252,6 +258,9 @@ class SynthConfig:
         _check(wells <= len(INNER_WELLS),
                f"a plate would need {wells} wells but has {len(INNER_WELLS)} inner wells: raise n_plate_groups "
                f"or lower treatment_replicates/positive_control_replicates/negative_control_wells")
+
+    def _check_distributions(self) -> None:
+        """Ranges of the phenotype, nuisance, noise, cue and look parameters."""
         _check(0 < self.contrast_gamma[0] <= self.contrast_gamma[1] <= 4,
                f"contrast_gamma must be (low, high) with 0 < low <= high <= 4, got {self.contrast_gamma!r}")
         for name in ("treatment_strength", "treatment_penetrance", "positive_strength", "vignette"):
@@ -275,7 +284,6 @@ class SynthConfig:
         _check(len(self.nucleus_scale) == len(CELL_TYPES) and all(0.2 <= float(v) <= 3 for v in self.nucleus_scale),
                f"nucleus_scale must be {len(CELL_TYPES)} values in 0.2..3 (one per cell type {CELL_TYPES}), "
                f"got {self.nucleus_scale!r}")
-        return self
 
 
 #: Fields added after synthetic sets had been written, with the default that reproduces the old

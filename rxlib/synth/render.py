@@ -80,10 +80,79 @@ def _place_centres(rng: np.random.Generator, n: int, size: int, margin: float, m
     return accepted
 
 
+@dataclass
+class _CellDraws:
+    """Per-cell draws of one site, one entry per cell drawn (placement may keep fewer: the first n)."""
+
+    angle: np.ndarray
+    nuc_angle: np.ndarray
+    ca: np.ndarray
+    cb: np.ndarray
+    na: np.ndarray
+    nb: np.ndarray
+    harm_amp: np.ndarray
+    harm_phase: np.ndarray
+    nuc_off: np.ndarray
+    fibre_phase: np.ndarray
+    fibre_angle: np.ndarray
+    golgi_dir: np.ndarray
+    cell_mult: np.ndarray
+    affected: np.ndarray
+    n_nucleoli: np.ndarray
+
+
+@dataclass
+class _SiteCanvas:
+    """One site while its stains are drawn: the placed cells, the masks and per-pixel fields every
+    stain reads, and the signal and phenotype mask the stain steps fill in."""
+
+    s: float
+    centres: np.ndarray  # (n, 2) of the cells placed
+    cells: _CellDraws
+    effects: dict  # (channel, compartment, effect) -> strength
+    nuc_grow: float
+    labels: np.ndarray  # cell index + 1 per pixel, 0 = background (before relabelling)
+    rho_c: np.ndarray
+    rho_n: np.ndarray
+    v_loc: np.ndarray
+    cell: np.ndarray
+    nuc: np.ndarray
+    cyto: np.ndarray
+    aff_px: np.ndarray  # pixels of affected cells
+    edge: np.ndarray  # membranes, ~1 on the line between cells
+    tex: np.ndarray
+    fine: np.ndarray
+    mult: np.ndarray
+    signal: np.ndarray
+    pheno: np.ndarray
+
+    @property
+    def size(self) -> int:
+        return self.labels.shape[0]
+
+    @property
+    def n(self) -> int:
+        return len(self.centres)
+
+    def strength(self, channel: int, compartment: str, effect: str) -> float:
+        """The strength of one effect of the class, 0 if the class does not have it."""
+        return self.effects.get((channel, compartment, effect), 0)
+
+    def apply(self, channel: int, compartment: str, effect: str, region: np.ndarray, factor: float) -> None:
+        """Scale the channel by ``factor`` in ``region`` of affected cells if the class has the effect."""
+        if (channel, compartment, effect) in self.effects:
+            hit = region & self.aff_px
+            self.signal[channel - 1][hit] *= factor
+            self.pheno[hit] = True
+
+
 def render_cells(rng: np.random.Generator, size: int, cell_scale: float, shape: CellTypeShape,
                  spec: ClassSpec, density: float = 1.0, *, texture: float = 0.0, clustering: float = 0.0,
                  nucleus_scale: float = 1.0) -> CleanSite:
     """Draw the cells of one site with the phenotype of ``spec`` (clean signal, no nuisance).
+
+    The steps run in a fixed order because each takes its draws from ``rng`` in turn: the cells'
+    count and shapes, their placement, the stain noise, then the stains w1-w6 and the texture.
 
     Args:
         rng: the site's generator (every draw of the site comes from it, in a fixed order).
@@ -101,11 +170,38 @@ def render_cells(rng: np.random.Generator, size: int, cell_scale: float, shape: 
     s = float(cell_scale)
     nuc_r, cell_r = shape.nucleus_radius * s * nucleus_scale, shape.cell_radius * s
     margin = 0.6 * cell_r
+    n = _cell_count(rng, size, s, shape, density, margin)
+    cells = _draw_cells(rng, n, shape, spec, cell_r, nuc_r)
+    min_dist = 2.0 * float(np.mean(cells.na))  # nuclei (almost) never overlap
+    centres = _place_centres(rng, n, size, margin, min_dist, shape, cell_r, clustering)
+    site = _lay_out_site(rng, centres, cells, spec, shape, size, s)
+    # the textured look (``texture`` > 0) draws thinner ER, fainter cortex and membrane: the real
+    # images show no crisp cell outlines; the flat look keeps its original weights (and bytes)
+    er_decay, cortex_w, membrane_w = (0.45, 0.9, 0.6) if texture == 0 else (0.3, 0.45, 0.3)
+    _draw_hoechst(site)
+    _draw_cona(site, er_decay)
+    _draw_phalloidin(site, cortex_w)
+    _draw_syto14(rng, site)
+    _draw_mitotracker(rng, site)
+    _draw_wga(rng, site, membrane_w)
+    if texture > 0:
+        _add_texture(rng, site.signal, site.nuc, site.cyto, texture, s)
+    site.pheno &= site.cell
+    labels, n_present = _relabel(site.labels, site.n)
+    return CleanSite(site.signal, labels, site.pheno, n_present)
+
+
+def _cell_count(rng: np.random.Generator, size: int, s: float, shape: CellTypeShape, density: float,
+                margin: float) -> int:
+    """Number of cells to draw: Poisson around the cell type's density over the site and its margin."""
     area_real = ((size + 2 * margin) / s) ** 2
     n_expected = shape.nuclei_per_field * area_real / 512.0**2 * density
-    n = max(1, int(rng.poisson(n_expected)))
+    return max(1, int(rng.poisson(n_expected)))
 
-    # -- per-cell geometry -------------------------------------------------------------------
+
+def _draw_cells(rng: np.random.Generator, n: int, shape: CellTypeShape, spec: ClassSpec, cell_r: float,
+                nuc_r: float) -> _CellDraws:
+    """Sizes, orientations, outlines, brightness and phenotype of ``n`` cells (before placement)."""
     size_jit = np.exp(rng.normal(0, 0.12, n))
     nuc_jit = np.exp(rng.normal(0, 0.10, n)) * size_jit ** 0.5
     angle = rng.uniform(0, np.pi, n)
@@ -125,119 +221,147 @@ def render_cells(rng: np.random.Generator, size: int, cell_scale: float, shape: 
     cell_mult[0] *= np.where(g2, 1.6, 1.0)
     affected = rng.random(n) < spec.penetrance if spec.effects else np.zeros(n, bool)
     n_nucleoli = 1 + rng.poisson(1.5, n)
-    min_dist = 2.0 * float(np.mean(na))  # nuclei (almost) never overlap
-    centres = _place_centres(rng, n, size, margin, min_dist, shape, cell_r, clustering)
-    n = len(centres)
+    return _CellDraws(angle, nuc_angle, ca, cb, na, nb, harm_amp, harm_phase, nuc_off, fibre_phase, fibre_angle,
+                      golgi_dir, cell_mult, affected, n_nucleoli)
 
+
+def _lay_out_site(rng: np.random.Generator, centres: np.ndarray, cells: _CellDraws, spec: ClassSpec,
+                  shape: CellTypeShape, size: int, s: float) -> _SiteCanvas:
+    """Pixel ownership, compartments, membranes and stain noise of the placed cells; empty signal."""
+    n = len(centres)
     effects = {(e.channel, e.compartment, e.effect): e.strength for e in spec.effects}
     nuc_grow = 1.0 + 0.45 * effects.get((1, "nucleus", "enlarge"), 0.0)
-
-    # -- ownership: each pixel belongs to the cell of smallest normalised distance -----------------
-    geometry = _CellGeometry(centres[:n], angle, nuc_angle, ca, cb, na, nb, harm_amp, harm_phase, nuc_off, fibre_angle)
-    reach = np.maximum(ca * (1 + 2 * shape.irregularity), na * nuc_grow) + 2
+    # each pixel belongs to the cell of smallest normalised distance
+    c = cells
+    geometry = _CellGeometry(centres[:n], c.angle, c.nuc_angle, c.ca, c.cb, c.na, c.nb, c.harm_amp, c.harm_phase,
+                             c.nuc_off, c.fibre_angle)
+    reach = np.maximum(c.ca * (1 + 2 * shape.irregularity), c.na * nuc_grow) + 2
     labels, rho_c, rho_n, v_loc = _ownership(geometry, size, reach)
-
-    # relabel so that labels are 1..n_present, in order of first appearance by cell index
-    present = np.unique(labels[labels > 0])
-    remap = np.zeros(n + 1, np.int32)
-    remap[present] = np.arange(1, len(present) + 1)
     cell = labels > 0
     nuc = cell & (rho_n < 1.0)
     cyto = cell & ~nuc
-    aff_px = np.concatenate([[False], affected[:n]])[labels]  # pixels of affected cells
+    aff_px = np.concatenate([[False], c.affected[:n]])[labels]
+    edge = _membrane_edge(labels, cell, s)
+    tex, fine = _stain_noise(rng, size)
+    mult = np.concatenate([np.ones((N_CHANNELS, 1)), c.cell_mult[:, :n]], axis=1).astype(np.float32)[:, labels]
+    signal = np.zeros((N_CHANNELS, size, size), np.float32)
+    pheno = np.zeros((size, size), bool)
+    return _SiteCanvas(s, centres, cells, effects, nuc_grow, labels, rho_c, rho_n, v_loc, cell, nuc, cyto, aff_px,
+                       edge, tex, fine, mult, signal, pheno)
 
+
+def _membrane_edge(labels: np.ndarray, cell: np.ndarray, s: float) -> np.ndarray:
+    """Membranes: the boundaries between cells and background, blurred to a line of height ~1."""
     padded = np.pad(labels, 1, mode="edge")  # the image border is not a membrane
     boundary = cell & ((padded[:-2, 1:-1] != labels) | (padded[2:, 1:-1] != labels)
                        | (padded[1:-1, :-2] != labels) | (padded[1:-1, 2:] != labels))
     sigma_edge = max(0.6, 1.2 * s)
     # a blurred one-pixel line peaks at 1 / (sqrt(2 pi) sigma): scale so that membranes reach ~1
     edge = ndi.gaussian_filter(boundary.astype(np.float32), sigma_edge) * np.float32(np.sqrt(_TWO_PI) * sigma_edge)
-    edge = np.clip(edge * 1.3, 0, 1) * cell
+    return np.clip(edge * 1.3, 0, 1) * cell
 
+
+def _stain_noise(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth unit-variance noise for four stains (4, S, S) and white noise (S, S) for the chromatin."""
     tex = ndi.gaussian_filter(rng.standard_normal((4, size, size)).astype(np.float32), (0, 0.8, 0.8))
     tex /= np.maximum(tex.std(axis=(1, 2), keepdims=True), 1e-6)
     fine = rng.standard_normal((size, size)).astype(np.float32)
+    return tex, fine
 
-    mult = np.concatenate([np.ones((N_CHANNELS, 1)), cell_mult[:, :n]], axis=1).astype(np.float32)[:, labels]
-    signal = np.zeros((N_CHANNELS, size, size), np.float32)
-    pheno = np.zeros((size, size), bool)
 
-    def apply(channel: int, compartment: str, effect: str, region: np.ndarray, factor: float) -> None:
-        if (channel, compartment, effect) in effects:
-            hit = region & aff_px
-            signal[channel - 1][hit] *= factor
-            pheno[hit] = True
+def _relabel(labels: np.ndarray, n: int) -> tuple[np.ndarray, int]:
+    """Labels 1..n_present (uint16), in order of cell index, and n_present: cells hidden by others drop out."""
+    present = np.unique(labels[labels > 0])
+    remap = np.zeros(n + 1, np.int32)
+    remap[present] = np.arange(1, len(present) + 1)
+    return remap[labels].astype(np.uint16), len(present)
 
-    # w1 Hoechst: nuclei (optionally enlarged), chromatin texture
-    grow = np.where(aff_px, nuc_grow, 1.0)
-    rn1 = rho_n / grow
+
+def _draw_hoechst(site: _SiteCanvas) -> None:
+    """w1 Hoechst: nuclei (optionally enlarged), chromatin texture."""
+    effects, signal, cell, aff_px = site.effects, site.signal, site.cell, site.aff_px
+    grow = np.where(aff_px, site.nuc_grow, 1.0)
+    rn1 = site.rho_n / grow
     nuc1 = cell & (rn1 < 1.0)
-    signal[0] = mult[0] * np.sqrt(np.clip((1.0 - rn1) / 0.3, 0, 1)) * (1 + 0.2 * tex[0])
+    signal[0] = site.mult[0] * np.sqrt(np.clip((1.0 - rn1) / 0.3, 0, 1)) * (1 + 0.2 * site.tex[0])
     if (1, "nucleus", "enlarge") in effects:
-        pheno |= nuc1 & aff_px
+        site.pheno |= nuc1 & aff_px
     if (1, "nucleus", "texture") in effects:
         hit = nuc1 & aff_px
-        signal[0][hit] *= np.clip(1 + 0.9 * effects[(1, "nucleus", "texture")] * fine[hit], 0.05, None)
-        pheno |= hit
-    apply(1, "nucleus", "intensity_up", nuc1, 1 + effects.get((1, "nucleus", "intensity_up"), 0))
-    apply(1, "nucleus", "intensity_down", nuc1, 1 / (1 + effects.get((1, "nucleus", "intensity_down"), 0)))
+        signal[0][hit] *= np.clip(1 + 0.9 * effects[(1, "nucleus", "texture")] * site.fine[hit], 0.05, None)
+        site.pheno |= hit
+    site.apply(1, "nucleus", "intensity_up", nuc1, 1 + site.strength(1, "nucleus", "intensity_up"))
+    site.apply(1, "nucleus", "intensity_down", nuc1, 1 / (1 + site.strength(1, "nucleus", "intensity_down")))
 
-    # w2 ConA: ER, perinuclear, fading towards the cell edge
-    # the textured look (``texture`` > 0) draws thinner ER, fainter cortex and membrane: the real
-    # images show no crisp cell outlines; the flat look keeps its original weights (and bytes)
-    er_decay, cortex_w, membrane_w = (0.45, 0.9, 0.6) if texture == 0 else (0.3, 0.45, 0.3)
-    signal[1] = mult[1] * (cyto * np.exp(-rho_c / er_decay) + 0.15 * nuc) * np.clip(1 + 0.4 * tex[1], 0.1, None)
-    apply(2, "cytoplasm", "intensity_up", cyto, 1 + effects.get((2, "cytoplasm", "intensity_up"), 0))
-    apply(2, "cytoplasm", "intensity_down", cyto, 1 / (1 + effects.get((2, "cytoplasm", "intensity_down"), 0)))
 
-    # w3 Phalloidin: cortex at the cell edge + stress fibres along the long axis
-    wavelength = max(2.5, 7.0 * s)
-    phase = np.concatenate([[0.0], fibre_phase[:n]])[labels]
-    fibres = (0.5 + 0.5 * np.cos(_TWO_PI * v_loc / wavelength + phase)) ** 4 * cyto
-    fibre_gain = np.where(aff_px, 1 + 1.5 * effects.get((3, "cytoplasm", "fibres_up"), 0), 1.0)
-    cortex_gain = np.where(aff_px, 1 / (1 + effects.get((3, "membrane", "intensity_down"), 0)), 1.0)
-    signal[2] = mult[2] * (cortex_w * edge * cortex_gain + 0.45 * fibres * fibre_gain + 0.12 * cell) * (1 + 0.2 * tex[2])
+def _draw_cona(site: _SiteCanvas, er_decay: float) -> None:
+    """w2 ConA: ER, perinuclear, fading towards the cell edge over ``er_decay`` of the cell radius."""
+    cyto = site.cyto
+    site.signal[1] = site.mult[1] * (cyto * np.exp(-site.rho_c / er_decay) + 0.15 * site.nuc) * np.clip(
+        1 + 0.4 * site.tex[1], 0.1, None)
+    site.apply(2, "cytoplasm", "intensity_up", cyto, 1 + site.strength(2, "cytoplasm", "intensity_up"))
+    site.apply(2, "cytoplasm", "intensity_down", cyto, 1 / (1 + site.strength(2, "cytoplasm", "intensity_down")))
+
+
+def _draw_phalloidin(site: _SiteCanvas, cortex_w: float) -> None:
+    """w3 Phalloidin: cortex at the cell edge (weight ``cortex_w``) + stress fibres along the long axis."""
+    effects, cyto, aff_px, edge = site.effects, site.cyto, site.aff_px, site.edge
+    wavelength = max(2.5, 7.0 * site.s)
+    phase = np.concatenate([[0.0], site.cells.fibre_phase[:site.n]])[site.labels]
+    fibres = (0.5 + 0.5 * np.cos(_TWO_PI * site.v_loc / wavelength + phase)) ** 4 * cyto
+    fibre_gain = np.where(aff_px, 1 + 1.5 * site.strength(3, "cytoplasm", "fibres_up"), 1.0)
+    cortex_gain = np.where(aff_px, 1 / (1 + site.strength(3, "membrane", "intensity_down")), 1.0)
+    site.signal[2] = site.mult[2] * (cortex_w * edge * cortex_gain + 0.45 * fibres * fibre_gain
+                                     + 0.12 * site.cell) * (1 + 0.2 * site.tex[2])
     if (3, "cytoplasm", "fibres_up") in effects:
-        pheno |= cyto & aff_px
+        site.pheno |= cyto & aff_px
     if (3, "membrane", "intensity_down") in effects:
-        pheno |= (edge > 0.25) & aff_px
+        site.pheno |= (edge > 0.25) & aff_px
 
-    # w4 Syto14: nucleoli (puncta in the nucleus) + diffuse nuclear and cytoplasmic RNA
-    sigma_nl = max(0.6, 2.2 * s)
-    more_nl = effects.get((4, "nucleus", "puncta_more"), 0)
-    big_nl = effects.get((4, "nucleus", "puncta_bigger"), 0)
+
+def _draw_syto14(rng: np.random.Generator, site: _SiteCanvas) -> None:
+    """w4 Syto14: nucleoli (puncta in the nucleus) + diffuse nuclear and cytoplasmic RNA."""
+    c, n, size, centres = site.cells, site.n, site.size, site.centres
+    nuc, cyto, aff_px = site.nuc, site.cyto, site.aff_px
+    sigma_nl = max(0.6, 2.2 * site.s)
+    more_nl = site.strength(4, "nucleus", "puncta_more")
+    big_nl = site.strength(4, "nucleus", "puncta_bigger")
     spikes_small = np.zeros((size, size), np.float32)
     spikes_big = np.zeros((size, size), np.float32)
-    aff = affected[:n]
-    counts = n_nucleoli[:n] + np.where(aff & bool(more_nl), round(1 + 2.5 * more_nl), 0)
+    aff = c.affected[:n]
+    counts = c.n_nucleoli[:n] + np.where(aff & bool(more_nl), round(1 + 2.5 * more_nl), 0)
     owner = np.repeat(np.arange(n), counts)
     r = 0.6 * np.sqrt(rng.random(len(owner)))
     t = rng.uniform(0, _TWO_PI, len(owner))
-    lu, lv = r * np.cos(t) * na[owner], r * np.sin(t) * nb[owner]
-    px = centres[owner, 0] + nuc_off[owner, 0] + lu * np.cos(nuc_angle[owner]) - lv * np.sin(nuc_angle[owner])
-    py = centres[owner, 1] + nuc_off[owner, 1] + lu * np.sin(nuc_angle[owner]) + lv * np.cos(nuc_angle[owner])
+    lu, lv = r * np.cos(t) * c.na[owner], r * np.sin(t) * c.nb[owner]
+    angle = c.nuc_angle[owner]
+    px = centres[owner, 0] + c.nuc_off[owner, 0] + lu * np.cos(angle) - lv * np.sin(angle)
+    py = centres[owner, 1] + c.nuc_off[owner, 1] + lu * np.sin(angle) + lv * np.cos(angle)
     _scatter(spikes_small, spikes_big, px, py, aff[owner] & bool(big_nl), 1.0)
     nucleoli = _blur_spikes(spikes_small, sigma_nl) + _blur_spikes(spikes_big, sigma_nl * (1 + 0.6 * big_nl))
-    rna = cyto * 0.3 * np.exp(-rho_c / 0.6) * np.clip(1 + 0.4 * tex[3], 0.1, None)
-    rna_gain = np.where(aff_px, 1 + effects.get((4, "cytoplasm", "intensity_up"), 0), 1.0)
-    signal[3] = mult[3] * (np.minimum(nucleoli, 1.5) * nuc + 0.25 * nuc + rna * rna_gain)
+    rna = cyto * 0.3 * np.exp(-site.rho_c / 0.6) * np.clip(1 + 0.4 * site.tex[3], 0.1, None)
+    rna_gain = np.where(aff_px, 1 + site.strength(4, "cytoplasm", "intensity_up"), 1.0)
+    site.signal[3] = site.mult[3] * (np.minimum(nucleoli, 1.5) * nuc + 0.25 * nuc + rna * rna_gain)
     if more_nl or big_nl:
-        pheno |= nuc & aff_px
-    if (4, "cytoplasm", "intensity_up") in effects:
-        pheno |= cyto & aff_px
+        site.pheno |= nuc & aff_px
+    if (4, "cytoplasm", "intensity_up") in site.effects:
+        site.pheno |= cyto & aff_px
 
-    # w5 MitoTracker: puncta in the cytoplasm, denser near the nucleus
-    sigma_m = max(0.5, 1.5 * s)
+
+def _draw_mitotracker(rng: np.random.Generator, site: _SiteCanvas) -> None:
+    """w5 MitoTracker: puncta in the cytoplasm, denser near the nucleus."""
+    n, size, cyto, aff_px = site.n, site.size, site.cyto, site.aff_px
+    sigma_m = max(0.5, 1.5 * site.s)
     density_gain = np.ones(n + 1)
-    density_gain[1:][affected[:n]] = (1 + 2.0 * effects.get((5, "cytoplasm", "puncta_more"), 0)) / (
-        1 + 2.0 * effects.get((5, "cytoplasm", "puncta_fewer"), 0))
-    weight = (cyto * np.exp(-rho_c / 0.5) * density_gain[labels]).ravel()
-    n_mito = int(rng.poisson(0.02 / s**2 * weight.sum())) if weight.sum() > 0 else 0
+    density_gain[1:][site.cells.affected[:n]] = (1 + 2.0 * site.strength(5, "cytoplasm", "puncta_more")) / (
+        1 + 2.0 * site.strength(5, "cytoplasm", "puncta_fewer"))
+    weight = (cyto * np.exp(-site.rho_c / 0.5) * density_gain[site.labels]).ravel()
+    n_mito = int(rng.poisson(0.02 / site.s**2 * weight.sum())) if weight.sum() > 0 else 0
     spikes_small = np.zeros(size * size, np.float32)
     spikes_big = np.zeros(size * size, np.float32)
     if n_mito:
         idx = rng.choice(size * size, n_mito, p=weight / weight.sum())
-        big_m = effects.get((5, "cytoplasm", "puncta_bigger"), 0)
+        big_m = site.strength(5, "cytoplasm", "puncta_bigger")
         is_big = aff_px.ravel()[idx] if big_m else np.zeros(n_mito, bool)
         np.add.at(spikes_small, idx[~is_big], 1.0)
         np.add.at(spikes_big, idx[is_big], 1.0)
@@ -245,37 +369,38 @@ def render_cells(rng: np.random.Generator, size: int, cell_scale: float, shape: 
         big_m = 0.0
     mito = _blur_spikes(spikes_small.reshape(size, size), sigma_m) + _blur_spikes(
         spikes_big.reshape(size, size), sigma_m * (1 + big_m))
-    signal[4] = mult[4] * (np.minimum(mito, 2.0) + 0.1) * cyto
-    if any(k[0] == 5 for k in effects):
-        pheno |= cyto & aff_px
+    site.signal[4] = site.mult[4] * (np.minimum(mito, 2.0) + 0.1) * cyto
+    if any(k[0] == 5 for k in site.effects):
+        site.pheno |= cyto & aff_px
 
-    # w6 WGA: Golgi beside the nucleus + plasma membrane
-    golgi_grow = effects.get((6, "golgi", "enlarge"), 0)
+
+def _draw_wga(rng: np.random.Generator, site: _SiteCanvas, membrane_w: float) -> None:
+    """w6 WGA: Golgi beside the nucleus + plasma membrane (weight ``membrane_w``)."""
+    c, n, size, s = site.cells, site.n, site.size, site.s
+    cyto, aff_px, edge = site.cyto, site.aff_px, site.edge
+    golgi_grow = site.strength(6, "golgi", "enlarge")
     spikes_small = np.zeros((size, size), np.float32)
     spikes_big = np.zeros((size, size), np.float32)
-    big = aff & bool(golgi_grow)
+    big = c.affected[:n] & bool(golgi_grow)
     counts = 4 + np.where(big, round(6 * golgi_grow), 0)
     owner = np.repeat(np.arange(n), counts)
     spread = 3.0 * s * np.where(big, 1 + 1.5 * golgi_grow, 1.0)
-    reach_g = 1.05 * np.maximum(na[:n], nb[:n])
-    base = centres + nuc_off[:n] + reach_g[:, None] * np.stack([np.cos(golgi_dir[:n]), np.sin(golgi_dir[:n])], 1)
+    reach_g = 1.05 * np.maximum(c.na[:n], c.nb[:n])
+    direction = np.stack([np.cos(c.golgi_dir[:n]), np.sin(c.golgi_dir[:n])], 1)
+    base = site.centres + c.nuc_off[:n] + reach_g[:, None] * direction
     pts = base[owner] + rng.normal(0, 1, (len(owner), 2)) * spread[owner, None]
-    inside = _in_cell(labels, pts[:, 0], pts[:, 1], owner + 1)
+    inside = _in_cell(site.labels, pts[:, 0], pts[:, 1], owner + 1)
     _scatter(spikes_small, spikes_big, pts[inside, 0], pts[inside, 1], big[owner][inside], 0.5)
     sigma_g = max(0.6, 2.0 * s)
     golgi_big = _blur_spikes(spikes_big, sigma_g * (1 + 0.8 * golgi_grow))
     golgi = _blur_spikes(spikes_small, sigma_g) + golgi_big
-    membrane_gain = np.where(aff_px, 1 + effects.get((6, "membrane", "intensity_up"), 0), 1.0)
-    signal[5] = mult[5] * (np.minimum(golgi, 1.5) * cyto + membrane_w * edge * membrane_gain + 0.08 * cell)
+    membrane_gain = np.where(aff_px, 1 + site.strength(6, "membrane", "intensity_up"), 1.0)
+    site.signal[5] = site.mult[5] * (np.minimum(golgi, 1.5) * cyto + membrane_w * edge * membrane_gain
+                                     + 0.08 * site.cell)
     if golgi_grow:
-        pheno |= (golgi_big > 0.05) & cyto & aff_px
-    if (6, "membrane", "intensity_up") in effects:
-        pheno |= (edge > 0.25) & aff_px
-
-    if texture > 0:
-        _add_texture(rng, signal, nuc, cyto, texture, s)
-    pheno &= cell
-    return CleanSite(signal, remap[labels].astype(np.uint16), pheno, len(present))
+        site.pheno |= (golgi_big > 0.05) & cyto & aff_px
+    if (6, "membrane", "intensity_up") in site.effects:
+        site.pheno |= (edge > 0.25) & aff_px
 
 
 def _norm_noise(rng: np.random.Generator, size: int, sigma: float) -> np.ndarray:
