@@ -124,9 +124,10 @@ def _notebook_stem(notebook: str, profile: str) -> str:
 
 def apply_budget(train: dict, data: dict, budget: Mapping[str, Any]) -> None:
     """Change ``train`` and ``data`` in place to the comparison budget (see
-    :data:`rxlib.profiles.BUDGETS`); the pseudo-label ramp is scaled with the epochs."""
+    :data:`rxlib.profiles.BUDGETS`); the pseudo-label ramp is scaled with the epochs. A budget only
+    reduces: comparison epochs above the profile's (``--set train.epochs=2`` on smoke) leave the epochs."""
     epochs = budget.get("comparison_epochs")
-    if epochs is not None and epochs != train["epochs"]:
+    if epochs is not None and epochs < train["epochs"]:
         factor = epochs / train["epochs"]
         t1 = int(round(train.get("pseudo_t1", 5) * factor))
         t2 = max(t1 + 1, int(round(train.get("pseudo_t2", 15) * factor)))
@@ -144,7 +145,7 @@ def budget_note(s: Settings) -> str:
     """What the comparison budget leaves out, in words ("" when it changes nothing)."""
     parts = []
     epochs = s.budget.get("comparison_epochs")
-    if epochs is not None and epochs != s.train["epochs"]:
+    if epochs is not None and epochs < s.train["epochs"]:
         parts.append(f"{epochs} epoch{'' if epochs == 1 else 's'} instead of {s.train['epochs']}")
     steps = s.budget.get("comparison_max_batches")
     if steps is not None and steps != s.train.get("max_batches_per_epoch"):

@@ -36,14 +36,23 @@ def test_source_notebooks_are_stored_without_outputs():
     assert_clean_notebooks(config.NOTEBOOKS_DIR)
 
 
+@pytest.fixture(scope="session")
+def smoke_run(smoke_root, tmp_path_factory):
+    """``rxlib reproduce --profile smoke`` once, as a user runs it: every notebook, models trained up front
+    side by side, notebooks side by side. Each test below checks one notebook's share of the run."""
+    out = tmp_path_factory.mktemp("smoke-run")
+    figures, reports = out / "figures", out / "reports"
+    result = reproduce(profile="smoke", data_root=smoke_root, figures_dir=figures, reports_dir=reports,
+                       log=lambda *_: None)
+    return result, figures, reports
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_in_the_smoke_profile(name, smoke_root, tmp_path):
-    figures, reports = tmp_path / "figures", tmp_path / "reports"
-    result = reproduce(profile="smoke", data_root=smoke_root, only=name, figures_dir=figures,
-                       reports_dir=reports, log=lambda *_: None)
+def test_notebook_runs_in_the_smoke_profile(name, smoke_run):
+    result, figures, reports = smoke_run
     expected = manifest.expected_files(name, figures)
     assert expected and all(p.is_file() and p.stat().st_size > 0 for p in expected)
-    assert set(result["file"]) >= {p.name for p in expected}
+    assert set(result.loc[result["notebook"] == name, "file"]) >= {p.name for p in expected}
     assert (reports / f"{name}.ipynb").is_file() and (reports / f"{name}.html").is_file()
     executed = (reports / f"{name}.ipynb").read_text()
     assert '"output_type": "error"' not in executed

@@ -109,9 +109,9 @@ def _train_job(config, data_root: Path) -> dict:
 
     started = time.perf_counter()
     trained = train_or_load(config, data_root)
-    accuracy = trained.accuracy.set_index("cell_type")
+    overall = trained.accuracy.set_index("cell_type").reindex(["all"])
     return {"seconds": time.perf_counter() - started, "folder": str(trained.folder),
-            "acc_softmax": float(accuracy.loc["all", "acc_softmax"]) if "all" in accuracy.index else float("nan")}
+            **{head: float(overall[head].iloc[0]) for head in ("acc_softmax", "acc_arc") if head in overall}}
 
 
 def _with_model(error: BaseException, job: Job) -> BaseException:
@@ -152,9 +152,9 @@ def train_jobs(jobs: Sequence[Job], *, workers: int | None = None, log: Callable
                         other.cancel()
                     raise _with_model(error, job) from error
                 results[job.key] = summary = future.result()
-                log(f"  trained {job.label} in {summary['seconds']:.0f} s (held-out top-1 "
-                    f"{summary['acc_softmax']:.3f}) [{len(results)}/{len(jobs)}, "
-                    f"{time.perf_counter() - started:.0f} s]")
+                heads = ", ".join(f"{head[4:]} {summary[head]:.3f}" for head in ("acc_softmax", "acc_arc") if head in summary)
+                log(f"  trained {job.label} in {summary['seconds']:.0f} s (held-out top-1: {heads}) "
+                    f"[{len(results)}/{len(jobs)}, {time.perf_counter() - started:.0f} s]")
     return results
 
 
