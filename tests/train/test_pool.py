@@ -1,0 +1,62 @@
+"""Models trained up front in worker processes (rxlib.train.pool): how many workers, which models, and the
+same model as training in the notebook's own process."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rxlib.profiles import run_config, settings
+from rxlib.train import pool, registry
+
+
+def test_workers_follow_the_cores_the_jobs_and_the_device(monkeypatch):
+    monkeypatch.delenv("RXLIB_WORKERS", raising=False)
+    monkeypatch.setattr(pool, "usable_cores", lambda: 2)
+    assert pool.worker_count(9) == 2 and pool.worker_count(1) == 1
+    assert pool.worker_count(9, "cuda") == 1  # one GPU: models train one after another
+    monkeypatch.setenv("RXLIB_WORKERS", "3")
+    assert pool.worker_count(9) == 3 and pool.worker_count(2) == 2
+    monkeypatch.setenv("RXLIB_WORKERS", "two")
+    with pytest.raises(ValueError, match="RXLIB_WORKERS must be a positive integer, got 'two'"):
+        pool.worker_count(9)
+
+
+def test_planned_jobs_name_each_registry_key_once(tiny_synth, registry_cache):
+    s = settings("smoke", {"train.epochs": 2})  # comparisons at the recipe's 2 epochs: reference is main
+    jobs = pool.planned_jobs(s, ["02_backbone", "05_embeddings_tsne", "06_conv_filters"], tiny_synth)
+    keys = [job.key for job in jobs]
+    assert len(keys) == len(set(keys)) == 3  # main (= reference = without_pl), resnet, with_pl
+    assert any(set(job.label.split(" = ")) >= {"main", "reference", "without_pl"} for job in jobs)
+    assert {job.config.train["arch"] for job in jobs} == {"tiny_densenet", "tiny_resnet"}
+
+
+def test_a_model_trained_by_a_worker_equals_one_trained_in_process(tiny_synth, registry_cache, tiny_run, monkeypatch):
+    """One thread in a spawned worker or in this process: the same floats, so where a model was trained
+    does not change it."""
+    config = run_config("smoke", **tiny_run).resolved(tiny_synth)
+    job = pool.Job("tiny", config, tiny_synth, registry.model_key(config, tiny_synth))
+    results = pool.train_jobs([job], workers=1, log=lambda *_: None)
+    worker_state = torch.load(registry.find_model(config, tiny_synth) / "model.pt", weights_only=False)
+    assert list(results) == [job.key]
+
+    monkeypatch.setenv("RXLIB_CACHE", str(registry_cache.parent / "other-cache"))
+    local = registry.train_or_load(config, tiny_synth)
+    assert local.trained_now
+    local_state = torch.load(local.folder / "model.pt", weights_only=False)
+    weights = {k: v for k, v in worker_state["model"].items()} if "model" in worker_state else worker_state
+    others = {k: v for k, v in local_state["model"].items()} if "model" in local_state else local_state
+    assert weights.keys() == others.keys()
+    for name, tensor in weights.items():
+        if isinstance(tensor, torch.Tensor):
+            assert torch.equal(tensor, others[name]), name
+
+
+def test_a_failing_training_names_its_model(tiny_synth, registry_cache, tiny_run, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "metadata.csv").write_text((tiny_synth / "metadata.csv").read_text())  # metadata, no images
+    config = run_config("smoke", **tiny_run).resolved(tiny_synth)
+    config.data["storage"] = "png"  # no site store to prepare up front: the worker meets the missing images
+    job = pool.Job("tiny", config, empty, "k")
+    with pytest.raises(Exception, match="training tiny .* failed"):
+        pool.train_jobs([job], workers=1, log=lambda *_: None)
