@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,6 +114,36 @@ def _train_job(config, data_root: Path) -> dict:
             **{head: float(overall[head].iloc[0]) for head in ("acc_softmax", "acc_arc") if head in overall}}
 
 
+#: Seconds between looks at the running jobs' ``history.csv`` for new epochs.
+PROGRESS_EVERY_S = 5.0
+
+
+def _report_epochs(job: Job, seen: dict[str, int], log: Callable[[str], None]) -> None:
+    """One line per epoch a running job has finished since the last look: its rate and time left."""
+    import pandas as pd
+
+    from rxlib.train.registry import models_dir
+
+    history = models_dir() / job.key / "history.csv"
+    try:
+        rows = pd.read_csv(history)
+    except (OSError, ValueError):  # not started yet, or being replaced this instant
+        return
+    if len(rows) <= seen.get(job.key, 0) or "seconds" not in rows:
+        return
+    seen[job.key] = len(rows)
+    epochs, per_epoch = int(job.config.train["epochs"]), float(rows["seconds"].mean())
+    rate = float(rows["train_n"].sum() / rows["seconds"].sum()) if "train_n" in rows else float("nan")
+    log(f"    {job.label.split(' = ')[0]}: epoch {len(rows)}/{epochs}, {rate:.0f} images/s, "
+        f"about {per_epoch * (epochs - len(rows)):.0f} s left")
+
+
+def _cost(job: Job) -> float:
+    """Relative cost of a job for ordering: epochs, times the batches an unlabelled step adds."""
+    train = job.config.train
+    return train["epochs"] * (1.5 if train.get("pseudo_label") else 1.0)
+
+
 def _with_model(error: BaseException, job: Job) -> BaseException:
     """``error`` again, of the same type where it can be rebuilt from a message, naming the model."""
     message = f"training {job.describe()} failed: {error}"
@@ -140,10 +170,13 @@ def train_jobs(jobs: Sequence[Job], *, workers: int | None = None, log: Callable
     results: dict[str, dict] = {}
     context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = {pool.submit(_train_job, job.config, job.data_root): job for job in jobs}
-        pending = set(futures)
+        longest_first = sorted(jobs, key=lambda job: -_cost(job))  # the long main model must not start last
+        futures = {pool.submit(_train_job, job.config, job.data_root): job for job in longest_first}
+        pending, seen = set(futures), {}
         while pending:
-            finished, pending = wait(pending, return_when=FIRST_EXCEPTION)
+            finished, pending = wait(pending, timeout=PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
+            for future in pending:
+                _report_epochs(futures[future], seen, log)
             for future in finished:
                 job = futures[future]
                 error = future.exception()

@@ -60,3 +60,16 @@ def test_a_failing_training_names_its_model(tiny_synth, registry_cache, tiny_run
     job = pool.Job("tiny", config, empty, "k")
     with pytest.raises(Exception, match="training tiny .* failed"):
         pool.train_jobs([job], workers=1, log=lambda *_: None)
+
+
+def test_each_new_epoch_of_a_running_job_is_reported_once_with_its_rate_and_time_left(registry_cache, tiny_synth):
+    config = run_config("smoke", epochs=4).resolved(tiny_synth)
+    job = pool.Job("main = reference", config, tiny_synth, "abc")
+    folder = registry.models_dir() / "abc"
+    folder.mkdir(parents=True)
+    lines, seen = [], {}
+    pool._report_epochs(job, seen, lines.append)  # no history yet: nothing to say
+    (folder / "history.csv").write_text("epoch,train_n,seconds\n1,100,2.0\n2,100,2.0\n")
+    pool._report_epochs(job, seen, lines.append)
+    pool._report_epochs(job, seen, lines.append)  # nothing new
+    assert lines == ["    main: epoch 2/4, 50 images/s, about 4 s left"]
