@@ -394,6 +394,7 @@ def reproduce(
     from rxlib.profiles import PROFILES, parse_overrides, settings
 
     log = log or _say
+    total_start = time.perf_counter()
     overrides = parse_overrides(overrides)
     # unknown keys and bad values: one line, before anything runs (a profile that names only a synthetic
     # data set, e.g. "cpu", has no training settings to check unless some are overridden)
@@ -403,12 +404,7 @@ def reproduce(
     figs = Path(figures_dir if figures_dir is not None else config.figures_dir()).expanduser().resolve()
     reps = Path(reports_dir if reports_dir is not None else config.reports_dir()).expanduser().resolve()
 
-    available = find_notebooks(nb_dir)
-    if not available:
-        raise ReproduceError(f"no notebooks named NN_name.ipynb in {nb_dir}")
-    selected = select_notebooks(available, only)
-    for path in selected:
-        check_parameters_cell(path)
+    available, selected = _selected_notebooks(nb_dir, only)
     root = resolve_data_root(profile, seed, data_root, dry_run=dry_run, log=log)
     parameters = {"profile": profile, "data_root": str(root), "seed": int(seed),
                   "figures_dir": str(figs), "reports_dir": str(reps)}
@@ -425,13 +421,7 @@ def reproduce(
     if dry_run:
         result = _dry_run(plans, parameters, figs, reps, items, kernel_name, log)
         if planned:
-            from rxlib.plan import build_plan, format_plan
-
-            has_data = (root / "metadata.csv").is_file() or any((root / n).is_file() for n in ("train.csv", "test.csv"))
-            plan = build_plan(profile, root if has_data else None, overrides=overrides, seed=seed, notebooks=planned,
-                              rates=rates)
-            log("")
-            log(format_plan(plan))
+            _log_plan(profile, root, overrides, seed, planned, rates, log)
         return result
     if run_settings is not None:
         preflight(run_settings, planned)
@@ -439,7 +429,6 @@ def reproduce(
     figs.mkdir(parents=True, exist_ok=True)  # notebooks may write into it without creating it
     reps.mkdir(parents=True, exist_ok=True)
     device = str(run_settings.train.get("device", "cpu")) if run_settings is not None else "cpu"
-    total_start = time.perf_counter()
     if planned:
         from rxlib.train.pool import train_planned
 
@@ -448,9 +437,31 @@ def reproduce(
     run = _Run(profile, seed, root, figs, reps, items, order, log, len(plans))
     with _kernel_threads():
         _run_notebooks(plans, parameters, kernel_name, nb_dir, run, device)
-    log(f"done: {len(plans)} notebook(s) in {time.perf_counter() - total_start:.1f} s; "
-        f"manifest in {reps / 'manifest.csv'}")
+    log(f"done: {len(plans)} notebook(s); the whole run (data, training, notebooks) took "
+        f"{time.perf_counter() - total_start:.1f} s; manifest in {reps / 'manifest.csv'}")
     return run.result
+
+
+def _selected_notebooks(nb_dir: Path, only) -> tuple[list[Path], list[Path]]:
+    """All notebooks of ``nb_dir`` and those ``only`` selects, each checked for its parameters cell."""
+    available = find_notebooks(nb_dir)
+    if not available:
+        raise ReproduceError(f"no notebooks named NN_name.ipynb in {nb_dir}")
+    selected = select_notebooks(available, only)
+    for path in selected:
+        check_parameters_cell(path)
+    return available, selected
+
+
+def _log_plan(profile: str, root: Path, overrides, seed: int, planned: Sequence[str], rates, log) -> None:
+    """The plan of :mod:`rxlib.plan` for a dry run (priced from ``root``'s metadata when it has some)."""
+    from rxlib.plan import build_plan, format_plan
+
+    has_data = (root / "metadata.csv").is_file() or any((root / n).is_file() for n in ("train.csv", "test.csv"))
+    plan = build_plan(profile, root if has_data else None, overrides=overrides, seed=seed, notebooks=planned,
+                      rates=rates)
+    log("")
+    log(format_plan(plan))
 
 
 @dataclass

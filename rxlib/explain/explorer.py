@@ -353,6 +353,48 @@ def _class_options(model: nn.Module, classes) -> list[tuple[str, int]]:
     return pairs
 
 
+def _starting_values(model: nn.Module, dataset, layers, classes, class_id, cell_type, sample: int, channel: str,
+                     layer) -> dict:
+    """The explorer's options and first view, checked as :func:`render_explorer_png` checks them: the layers
+    (default :func:`default_explorer_layers`), classes, cell types, the class (default: the first site's own
+    label when offered), the layer (default: the architecture's Grad-CAM layer when offered) and the channel.
+
+    Raises:
+        ValueError: an empty data set or layer list, a class or channel not offered.
+        KeyError: a layer not among those offered.
+    """
+    if len(dataset) == 0:
+        raise ValueError("the data set is empty")
+    layers = default_explorer_layers(model) if layers is None else [check_layer(model, name) for name in layers]
+    if not layers:
+        raise ValueError("layers is empty; give at least one layer name")
+    class_options = _class_options(model, classes)
+    class_ids = [value for _, value in class_options]
+    cell_types = _present_cell_types(dataset)
+    cell_type = cell_types[0] if cell_type is None else cell_type
+    position = _site_position(dataset, cell_type, sample)
+    if class_id is None:  # the site's own label when it is offered
+        label = int(_table(dataset)["label"].iloc[position]) if "label" in _table(dataset).columns else -1
+        class_id = label if label in class_ids else class_ids[0]
+    elif check_class_id(model, class_id) not in class_ids:
+        shown = ", ".join(map(str, class_ids[:10])) + (", ..." if len(class_ids) > 10 else "")
+        raise ValueError(f"class id {class_id} is not among the classes offered ({shown})")
+    if layer is None:
+        try:
+            preferred = default_layer(model)
+        except ValueError:  # not an RxNet: no default, take the last layer offered
+            preferred = None
+        layer = preferred if preferred in layers else layers[-1]
+    elif layer not in layers:
+        raise KeyError(f"layer {layer!r} is not among the layers offered: {layers}")
+    channel_names = explorer_channels(len(CHANNELS))
+    if channel not in channel_names:
+        raise ValueError(f"unknown channel {channel!r}; expected one of {channel_names}")
+    return {"layers": list(layers), "layer": layer, "class_options": class_options, "class_id": int(class_id),
+            "cell_types": cell_types, "cell_type": cell_type, "sample": int(sample),
+            "channel_names": channel_names, "channel": channel}
+
+
 class GradCamExplorer:
     """The explorer's controls, picture and state; :attr:`widget` is what a notebook displays.
 
@@ -375,60 +417,37 @@ class GradCamExplorer:
                  cell_type: str | None = None, sample: int = 0, channel: str = COMPOSITE, layer: str | None = None,
                  head: str = "logits", alpha: float = 0.45, cmap: str = "jet", panel_size: int = 256,
                  cache_size: int = 256) -> None:
-        import ipywidgets as widgets
-
         if head not in ("logits", "cosine"):
             raise ValueError(f"head must be 'logits' or 'cosine', got {head!r}")
-        if len(dataset) == 0:
-            raise ValueError("the data set is empty")
-        layers = default_explorer_layers(model) if layers is None else [check_layer(model, name) for name in layers]
-        if not layers:
-            raise ValueError("layers is empty; give at least one layer name")
-        class_options = _class_options(model, classes)
-        class_ids = [value for _, value in class_options]
-        cell_types = _present_cell_types(dataset)
-        # the starting values, checked as render_explorer_png checks them
-        cell_type = cell_types[0] if cell_type is None else cell_type
-        position = _site_position(dataset, cell_type, sample)
-        if class_id is None:  # the site's own label when it is offered
-            label = int(_table(dataset)["label"].iloc[position]) if "label" in _table(dataset).columns else -1
-            class_id = label if label in class_ids else class_ids[0]
-        elif check_class_id(model, class_id) not in class_ids:
-            shown = ", ".join(map(str, class_ids[:10])) + (", ..." if len(class_ids) > 10 else "")
-            raise ValueError(f"class id {class_id} is not among the classes offered ({shown})")
-        if layer is None:
-            try:
-                preferred = default_layer(model)
-            except ValueError:  # not an RxNet: no default, take the last layer offered
-                preferred = None
-            layer = preferred if preferred in layers else layers[-1]
-        elif layer not in layers:
-            raise KeyError(f"layer {layer!r} is not among the layers offered: {layers}")
-        channel_names = explorer_channels(len(CHANNELS))
-        if channel not in channel_names:
-            raise ValueError(f"unknown channel {channel!r}; expected one of {channel_names}")
-
+        start = _starting_values(model, dataset, layers, classes, class_id, cell_type, sample, channel, layer)
         self.model, self.dataset, self.head = model, dataset, head
         self.alpha, self.cmap, self.panel_size = alpha, cmap, panel_size
         self.cache = ExplorerCache(max_cams=cache_size)
         self.renders = 0
         self.last_error: BaseException | None = None
         self._adjusting = False
+        self._build_widgets(start)
+        self.redraw()
+
+    def _build_widgets(self, start: dict) -> None:
+        """The controls (set to ``start``, from :func:`_starting_values`), the picture and the info line."""
+        import ipywidgets as widgets
 
         layout = widgets.Layout(width="480px")
         style = {"description_width": "80px"}
         self.class_slider = widgets.SelectionSlider(
-            options=class_options, value=int(class_id),
+            options=start["class_options"], value=start["class_id"],
             description="class", continuous_update=False, layout=layout, style=style)
-        self.cell_type_dropdown = widgets.Dropdown(options=cell_types, value=cell_type,
+        self.cell_type_dropdown = widgets.Dropdown(options=start["cell_types"], value=start["cell_type"],
                                                    description="cell type", layout=layout, style=style)
-        self.sample_slider = widgets.IntSlider(value=int(sample), min=0, max=len(cell_type_sites(dataset, cell_type)) - 1,
+        self.sample_slider = widgets.IntSlider(value=start["sample"], min=0,
+                                               max=len(cell_type_sites(self.dataset, start["cell_type"])) - 1,
                                                description="sample", continuous_update=False,
                                                layout=layout, style=style)
         self.channel_buttons = widgets.ToggleButtons(
-            options=channel_names, value=channel, description="channel", style={**style, "button_width": "72px"},
-            tooltips=["RGB composite of all channels"] + list(CHANNELS))
-        self.layer_dropdown = widgets.Dropdown(options=list(layers), value=layer,
+            options=start["channel_names"], value=start["channel"], description="channel",
+            style={**style, "button_width": "72px"}, tooltips=["RGB composite of all channels"] + list(CHANNELS))
+        self.layer_dropdown = widgets.Dropdown(options=start["layers"], value=start["layer"],
                                                description="layer", layout=layout, style=style)
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.image.add_class("rxlib-gradcam-image")
@@ -440,7 +459,6 @@ class GradCamExplorer:
         self.widget.add_class("rxlib-gradcam-explorer")
         for control in controls:
             control.observe(self._on_change, names="value")
-        self.redraw()
 
     # the sample slider's range follows the cell type; one redraw per user action
     def _on_change(self, change: dict) -> None:
