@@ -24,11 +24,14 @@ Example:
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -513,37 +516,67 @@ class _Run:
                  f"{n_items} item(s){note} -> {plan.executed}")
 
 
-def _execute_and_render(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path) -> float:
-    """Worker: execute one notebook and write its HTML; returns the wall time."""
-    started = time.perf_counter()
+def _execute_and_render(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path) -> None:
+    """Execute one notebook and write its HTML (what one ``python -m rxlib.reproduce --one`` process does)."""
     _execute(plan, parameters, kernel_name, cwd)
     _write_html(plan.executed, plan.html)
-    return time.perf_counter() - started
+
+
+def _execute_in_process(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path) -> None:
+    """:func:`_execute_and_render` in a fresh interpreter, so that notebooks run side by side (the caller's
+    threads only wait) and nothing of the caller's ``__main__`` is needed. The kernel's own console noise
+    stays in that process; a failure comes back as the :class:`NotebookExecutionError` it raised."""
+    payload = json.dumps({"plan": {k: str(v) for k, v in dataclasses.asdict(plan).items()}, "parameters": parameters,
+                          "kernel_name": kernel_name, "cwd": str(cwd)})
+    done = subprocess.run([sys.executable, "-m", "rxlib.reproduce", "--one", payload], capture_output=True, text=True)
+    results = [line[len(_RESULT):] for line in done.stdout.splitlines() if line.startswith(_RESULT)]
+    if done.returncode == 0 and results:
+        return
+    if results:
+        raise NotebookExecutionError(json.loads(results[-1])["message"])
+    lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+    raise NotebookExecutionError(f"notebook {plan.source.name} could not be executed: "
+                                 + (lines[-1] if lines else f"exit status {done.returncode}"))
+
+
+#: Prefix of the one line a ``--one`` process prints for its parent.
+_RESULT = "rxlib-notebook-result: "
+
+
+def _one(payload: str) -> int:
+    """``python -m rxlib.reproduce --one JSON``: run one notebook; print its outcome as one JSON line."""
+    args = json.loads(payload)
+    plan = _Plan(**{k: Path(v) for k, v in args["plan"].items()})
+    try:
+        _execute_and_render(plan, args["parameters"], args["kernel_name"], Path(args["cwd"]))
+    except NotebookExecutionError as exc:
+        print(_RESULT + json.dumps({"message": str(exc)}), flush=True)
+        return 3
+    print(_RESULT + json.dumps({"message": ""}), flush=True)
+    return 0
 
 
 def _run_notebooks(plans: Sequence[_Plan], parameters: dict, kernel_name: str | None, nb_dir: Path,
                    run: _Run, device: str) -> None:
     """Execute ``plans`` several at a time (:func:`rxlib.train.pool.worker_count`: one per usable core on
-    the CPU, one on a GPU), each in its own process and kernel; record each as it finishes, in the
+    the CPU, one on a GPU), each in its own process and kernel (:func:`_execute_in_process`); record each as it finishes, in the
     parent alone (so manifest.csv and run_log.csv have one writer). Their models are trained before
     (:mod:`rxlib.train.pool`), so no two notebooks train the same model. After a failure no further
     notebook starts; those running finish and are recorded, then the first failure is raised."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     from rxlib.train.pool import worker_count
 
     workers = worker_count(len(plans), device)
     numbers = {plan.name: i for i, plan in enumerate(plans, 1)}
     failure: BaseException | None = None
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # each thread waits on one notebook's process
         queue, running = list(plans), {}
         while queue or running:
             while queue and failure is None and len(running) < workers:
                 plan = queue.pop(0)
                 run.log(f"[{numbers[plan.name]}/{run.total}] {plan.name} ...")
-                future = pool.submit(_execute_and_render, plan, parameters, kernel_name, nb_dir)
+                future = pool.submit(_execute_in_process, plan, parameters, kernel_name, nb_dir)
                 running[future] = (plan, time.time(), time.perf_counter())
             if not running:
                 break
@@ -626,3 +659,9 @@ def _dry_run(plans: Sequence[_Plan], parameters: dict, figs: Path, reps: Path,
 
 # --------------------------------------------------------------------------------------------------
 # Command line
+
+
+if __name__ == "__main__":  # the one-notebook worker of _execute_in_process
+    if len(sys.argv) == 3 and sys.argv[1] == "--one":
+        sys.exit(_one(sys.argv[2]))
+    sys.exit("usage: python -m rxlib.reproduce --one JSON (internal; run notebooks with `rxlib reproduce`)")

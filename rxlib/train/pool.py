@@ -1,8 +1,9 @@
 """Train every model a run needs before its notebooks start, several at once, one thread each.
 
 ``rxlib reproduce`` calls :func:`train_planned` with the notebooks it is about to run. Models already
-in the registry are skipped; the others are trained by :func:`rxlib.train.registry.train_or_load` in
-worker processes, so that the notebooks then only load them.
+in the registry are skipped; each of the others is trained by ``python -m rxlib.train`` (the one training
+run, :mod:`rxlib.train.run`) into its registry folder, several at a time, so that the notebooks then only
+load them.
 
 Why processes with one thread each, rather than one process with a thread per core:
 
@@ -16,16 +17,17 @@ Why processes with one thread each, rather than one process with a thread per co
   changes it), so a seed gives the same model whatever the number of cores, workers or the load.
 
 Workers: ``RXLIB_WORKERS`` if set, else one per usable core (:func:`usable_cores`), never more than
-there are models; on a GPU one (the models then train one after another in one worker process, which
-returns the GPU's memory when it ends).
+there are models; on a GPU one (the models then train one after another, each process returning the
+GPU's memory when it ends).
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,15 +105,49 @@ def _prepare_data(jobs: Sequence[Job], log: Callable[[str], None]) -> None:
         root_sites(job.data_root, storage="store", normalize=normalize, workers=usable_cores(), progress=True)
 
 
-def _train_job(config, data_root: Path) -> dict:
-    """Worker: train (or load, if another run finished it meanwhile) one model; a small summary back."""
-    from rxlib.train.registry import train_or_load
+class TrainingFailed(ValueError):
+    """A model of the run could not be trained; the message names it and gives the trainer's own error."""
+
+
+def _train_job(job: Job) -> dict:
+    """Train (unless another run finished it meanwhile) one model with ``python -m rxlib.train`` into its
+    registry folder, under the registry's per-model lock; a small summary back.
+
+    A fresh interpreter per model, rather than a ``multiprocessing`` pool: it needs nothing of the
+    caller's ``__main__`` (a script that calls :func:`rxlib.reproduce.reproduce` without a main guard
+    works) and it runs exactly the command a user runs (:mod:`rxlib.train.run`).
+    """
+    from filelock import FileLock
+
+    from rxlib.profiles import save_config
+    from rxlib.train.registry import find_model, models_dir
 
     started = time.perf_counter()
-    trained = train_or_load(config, data_root)
-    overall = trained.accuracy.set_index("cell_type").reindex(["all"])
-    return {"seconds": time.perf_counter() - started, "folder": str(trained.folder),
-            **{head: float(overall[head].iloc[0]) for head in ("acc_softmax", "acc_arc") if head in overall}}
+    folder = models_dir() / job.key
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(folder.parent / f".{job.key}.lock"):  # the lock train_or_load takes
+        if find_model(job.config, job.data_root) is None:
+            config_file = save_config(job.config, folder.parent / f".{job.key}.config.json")
+            try:
+                done = subprocess.run([sys.executable, "-m", "rxlib.train", "--config", str(config_file), "--data",
+                                       str(job.data_root), "--out", str(folder), "--quiet"],
+                                      capture_output=True, text=True)
+            finally:
+                config_file.unlink(missing_ok=True)
+            if done.returncode != 0:
+                lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
+                raise TrainingFailed(f"training {job.describe()} failed: "
+                                     + (lines[-1] if lines else f"exit status {done.returncode}"))
+    overall = pd_read_accuracy(folder)
+    return {"seconds": time.perf_counter() - started, "folder": str(folder), **overall}
+
+
+def pd_read_accuracy(folder: Path) -> dict:
+    """Held-out top-1 of both heads over all cell types, from a registry folder's ``accuracy.csv``."""
+    import pandas as pd
+
+    overall = pd.read_csv(folder / "accuracy.csv").set_index("cell_type").reindex(["all"])
+    return {head: float(overall[head].iloc[0]) for head in ("acc_softmax", "acc_arc") if head in overall}
 
 
 #: Seconds between looks at the running jobs' ``history.csv`` for new epochs.
@@ -144,34 +180,24 @@ def _cost(job: Job) -> float:
     return train["epochs"] * (1.5 if train.get("pseudo_label") else 1.0)
 
 
-def _with_model(error: BaseException, job: Job) -> BaseException:
-    """``error`` again, of the same type where it can be rebuilt from a message, naming the model."""
-    message = f"training {job.describe()} failed: {error}"
-    try:
-        return type(error)(message)
-    except Exception:
-        return RuntimeError(message)
-
-
 def train_jobs(jobs: Sequence[Job], *, workers: int | None = None, log: Callable[[str], None] = print) -> dict[str, dict]:
     """Train ``jobs`` in ``workers`` processes (default :func:`worker_count`); ``{key: summary}``.
 
-    The first failure stops the run: jobs not yet started are cancelled, running ones finish, and the
-    failure is raised with the model it belongs to in its message.
+    The first failure stops the run: jobs not yet started are cancelled, running ones finish, and
+    :class:`TrainingFailed` names the model and the trainer's one-line error.
     """
     if not jobs:
         return {}
     device = str(jobs[0].config.train.get("device", "cpu"))
     workers = worker_count(len(jobs), device) if workers is None else max(1, min(workers, len(jobs)))
     _prepare_data(jobs, log)
-    log(f"training {len(jobs)} model(s) in {workers} process(es) of one thread each: "
+    log(f"training {len(jobs)} model(s), {workers} at a time, one thread each: "
         + ", ".join(job.label for job in jobs))
     started = time.perf_counter()
     results: dict[str, dict] = {}
-    context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # each thread waits on one training process
         longest_first = sorted(jobs, key=lambda job: -_cost(job))  # the long main model must not start last
-        futures = {pool.submit(_train_job, job.config, job.data_root): job for job in longest_first}
+        futures = {pool.submit(_train_job, job): job for job in longest_first}
         pending, seen = set(futures), {}
         while pending:
             finished, pending = wait(pending, timeout=PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
@@ -183,7 +209,7 @@ def train_jobs(jobs: Sequence[Job], *, workers: int | None = None, log: Callable
                 if error is not None:
                     for other in pending:
                         other.cancel()
-                    raise _with_model(error, job) from error
+                    raise error
                 results[job.key] = summary = future.result()
                 heads = ", ".join(f"{head[4:]} {summary[head]:.3f}" for head in ("acc_softmax", "acc_arc") if head in summary)
                 log(f"  trained {job.label} in {summary['seconds']:.0f} s (held-out top-1: {heads}) "

@@ -51,7 +51,9 @@ def test_killed_reproduce_reruns_cleanly(tmp_path, kill_rng):
     runner.write_text(RUNNER)
     reports = tmp_path / "reports"
 
-    proc = start([str(runner), str(tmp_path)], child_env(tmp_path, BETA_SLEEP="60"), tmp_path / "log.txt")
+    # one notebook at a time, so that 01 is recorded before 02 starts and the kill lands inside 02
+    proc = start([str(runner), str(tmp_path)], child_env(tmp_path, BETA_SLEEP="60", RXLIB_WORKERS="1"),
+                 tmp_path / "log.txt")
     killed = kill_when(proc, lambda: (tmp_path / "figures" / "fig_beta.pdf").exists(), kill_rng.uniform(0.0, 1.0),
                        timeout_s=120)
     assert killed, (tmp_path / "log.txt").read_text()

@@ -58,7 +58,7 @@ def test_a_failing_training_names_its_model(tiny_synth, registry_cache, tiny_run
     config = run_config("smoke", **tiny_run).resolved(tiny_synth)
     config.data["storage"] = "png"  # no site store to prepare up front: the worker meets the missing images
     job = pool.Job("tiny", config, empty, "k")
-    with pytest.raises(Exception, match="training tiny .* failed"):
+    with pytest.raises(pool.TrainingFailed, match="training tiny .* failed: .*"):
         pool.train_jobs([job], workers=1, log=lambda *_: None)
 
 
