@@ -152,7 +152,7 @@ def budget_note(s: Settings) -> str:
         parts.append(f"at most {steps} steps per epoch")
     plates = s.budget.get("comparison_plates")
     if plates is not None:
-        parts.append(f"plates {', '.join(map(str, plates))} of each experiment only")
+        parts.append(f"plate{'s' if len(plates) > 1 else ''} {', '.join(map(str, plates))} of each experiment only")
     return ("reduced budget: " + ", ".join(parts)) if parts else ""
 
 

@@ -319,15 +319,17 @@ def test_notebook_setup_takes_overrides_as_json(tmp_path):
         setup("smoke", str(tmp_path), overrides='{"train.epoch": 1}')
     ctx = setup("smoke", str(tmp_path), overrides='{"train.epochs": 2, "budget.comparison_epochs": 1}')
     assert ctx.settings().train["epochs"] == 2
-    assert ctx.caption("Figure 6") == "Figure 6 (reduced budget: 1 epoch instead of 2)"
-    assert setup("smoke", str(tmp_path)).caption("Figure 6") == "Figure 6 (reduced budget: 6 epochs instead of 12)"
-    assert setup("smoke", str(tmp_path), overrides='{"budget.comparison_epochs": null}').caption("Figure 6") == "Figure 6"
+    plates = "plate 1 of each experiment only"
+    assert ctx.caption("Figure 6") == f"Figure 6 (reduced budget: 1 epoch instead of 2, {plates})"
+    assert setup("smoke", str(tmp_path)).caption("Figure 6") == f"Figure 6 (reduced budget: 6 epochs instead of 12, {plates})"
+    assert setup("smoke", str(tmp_path), overrides='{"budget.comparison_epochs": null, "budget.comparison_plates": null}'
+                 ).caption("Figure 6") == "Figure 6"
 
 
 def test_a_comparison_budget_only_reduces():
     """Smoke with --set train.epochs=2: the comparison budget of 6 epochs would be more than the recipe,
-    so comparison models keep 2 and no caption speaks of a reduced budget."""
-    s = settings("smoke", {"train.epochs": 2})
+    so comparison models keep 2 and no caption speaks of a reduced budget (with all plates)."""
+    s = settings("smoke", {"train.epochs": 2, "budget.comparison_plates": None})
     assert model_config(s, "softmax_only").train["epochs"] == 2
     assert model_config(s, "reference").config_hash() == model_config(s, "main").config_hash()
     assert budget_note(s) == ""

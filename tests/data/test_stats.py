@@ -48,3 +48,25 @@ def test_normalisation_stats_pool_exactly():
     out = normalisation_stats(frame)
     # pixels N(1,1) and N(3,1) pooled: mean 2, variance 1 + 1 = 2
     assert out["mean"].iloc[0] == 2.0 and abs(out["std"].iloc[0] ** 2 - 2.0) < 1e-12
+
+
+def test_nuclei_are_counted_on_every_kth_site_only_when_capped(tiny_root):
+    from rxlib.data import read_metadata
+    from rxlib.data.stats import image_intensities
+    from rxlib.segmentation import count_nuclei
+    from rxlib.io import read_png
+    from rxlib.data.images import channel_paths
+
+    table = read_metadata(tiny_root)
+    every, _ = image_intensities(tiny_root, table, progress=False, count_nuclei_w1=True, max_nuclei_sites=None)
+    capped, _ = image_intensities(tiny_root, table, progress=False, count_nuclei_w1=True, max_nuclei_sites=3)
+    w1_every = every[every["channel"] == 1].reset_index(drop=True)
+    w1_capped = capped[capped["channel"] == 1].reset_index(drop=True)
+    stride = -(-len(table) // 3)
+    counted = w1_capped["n_nuclei"].notna()
+    assert counted.tolist() == [i % stride == 0 for i in range(len(table))]
+    assert counted.sum() <= 3 and w1_every["n_nuclei"].notna().all()
+    assert (w1_capped.loc[counted, "n_nuclei"] == w1_every.loc[counted, "n_nuclei"]).all()
+    first = read_png(channel_paths(tiny_root, table.iloc[0]["image_stem"])[0])
+    assert w1_every.loc[0, "n_nuclei"] == count_nuclei(first)
+    assert (capped["mean"] == every["mean"]).all()  # the cap changes what is counted, not what is read

@@ -22,7 +22,7 @@ def test_workers_follow_the_cores_the_jobs_and_the_device(monkeypatch):
 
 
 def test_planned_jobs_name_each_registry_key_once(tiny_synth, registry_cache):
-    s = settings("smoke", {"train.epochs": 2})  # comparisons at the recipe's 2 epochs: reference is main
+    s = settings("smoke", {"train.epochs": 2, "budget.comparison_plates": None})  # comparisons like the recipe: reference is main
     jobs = pool.planned_jobs(s, ["02_backbone", "05_embeddings_tsne", "06_conv_filters"], tiny_synth)
     keys = [job.key for job in jobs]
     assert len(keys) == len(set(keys)) == 3  # main (= reference = without_pl), resnet, with_pl
