@@ -67,6 +67,7 @@ def _stdout(notebook: Path) -> str:
     return "".join("".join(o.get("text", "")) for c in cells for o in c.get("outputs", []) if o.get("name") == "stdout")
 
 
+@pytest.mark.e2e  # a second run of three notebooks with their models: run by CI after the suite (-m e2e)
 def test_explanation_notebooks_run_without_synthetic_truth(smoke_root, tmp_path):
     """Notebooks 05, 07 and 08 on the smoke set with its truth/ folder removed (as real data comes):
     Grad-CAMO on the segmentation, channel importances reported unscored, and each says its mode.

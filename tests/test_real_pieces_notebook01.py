@@ -10,6 +10,8 @@ import pytest
 from rxlib import manifest
 from rxlib.reproduce import reproduce
 
+pytestmark = pytest.mark.e2e  # whole notebook runs: run by CI after the suite (-m e2e)
+
 
 def _stdout(notebook) -> str:
     cells = json.loads(notebook.read_text())["cells"]
