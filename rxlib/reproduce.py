@@ -227,8 +227,52 @@ def _source_cell_index(source_nb, failing_source: str, fallback: int) -> int:
     return fallback
 
 
-def _execute(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path) -> None:
-    """Execute ``plan.source`` into ``plan.executed`` via a temporary file; keep a failed copy."""
+#: Prefix of the lines a ``--one`` process prints when its notebook enters a new section.
+_PROGRESS = "rxlib-notebook-progress: "
+
+
+def cell_headings(cells) -> list[str]:
+    """For each cell, the text of the last markdown heading at or before it ('' before the first):
+    what the runner names as the section a notebook is in."""
+    headings, current = [], ""
+    for cell in cells:
+        if cell.get("cell_type") == "markdown":
+            lines = [line.lstrip("#").strip() for line in str(cell.get("source", "")).splitlines()
+                     if line.startswith("#")]
+            current = lines[0] if lines and lines[0] else current
+        headings.append(current)
+    return headings
+
+
+def _progress_engine() -> str:
+    """Register (once) and name a papermill engine that prints one :data:`_PROGRESS` JSON line each time
+    the notebook starts a cell under a new heading: cell number, cell count, heading, seconds so far."""
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    class ProgressEngine(NBClientEngine):
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, **kwargs):
+            headings, started, shown = cell_headings(nb_man.nb.cells), time.perf_counter(), [""]
+            cell_start = nb_man.cell_start
+
+            def announce(cell, cell_index=None, **kw):
+                heading = headings[cell_index] if cell_index is not None else ""
+                if heading and heading != shown[0]:
+                    shown[0] = heading
+                    print(_PROGRESS + json.dumps({"cell": cell_index + 1, "cells": len(headings), "heading": heading,
+                                                  "seconds": round(time.perf_counter() - started, 1)}), flush=True)
+                return cell_start(cell, cell_index, **kw)
+
+            nb_man.cell_start = announce
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    papermill_engines.register("rxlib-progress", ProgressEngine)
+    return "rxlib-progress"
+
+
+def _execute(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path, *, progress: bool = False) -> None:
+    """Execute ``plan.source`` into ``plan.executed`` via a temporary file; keep a failed copy. With
+    ``progress``, print a :data:`_PROGRESS` line as the notebook enters each section."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -238,6 +282,7 @@ def _execute(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path) 
         pm.execute_notebook(
             str(plan.source), str(tmp), parameters=parameters, kernel_name=kernel_name,
             cwd=str(cwd), progress_bar=False, log_output=False,
+            engine_name=_progress_engine() if progress else None,
         )
     except PapermillExecutionError as exc:
         kept = _keep_failed(tmp, plan.failed)
@@ -516,27 +561,42 @@ class _Run:
                  f"{n_items} item(s){note} -> {plan.executed}")
 
 
-def _execute_and_render(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path) -> None:
+def _execute_and_render(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path, *,
+                        progress: bool = False) -> None:
     """Execute one notebook and write its HTML (what one ``python -m rxlib.reproduce --one`` process does)."""
-    _execute(plan, parameters, kernel_name, cwd)
+    _execute(plan, parameters, kernel_name, cwd, progress=progress)
     _write_html(plan.executed, plan.html)
 
 
-def _execute_in_process(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path) -> None:
+def _execute_in_process(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path,
+                        log: Callable[[str], None] | None = None) -> None:
     """:func:`_execute_and_render` in a fresh interpreter, so that notebooks run side by side (the caller's
-    threads only wait) and nothing of the caller's ``__main__`` is needed. The kernel's own console noise
-    stays in that process; a failure comes back as the :class:`NotebookExecutionError` it raised."""
+    threads only wait) and nothing of the caller's ``__main__`` is needed. Each section the notebook
+    enters is passed to ``log`` as it happens (``  07_gradcam: <heading> (cell 5/19, 12 s)``); the
+    kernel's own console noise stays in that process; a failure comes back as the
+    :class:`NotebookExecutionError` it raised."""
+    import tempfile
+
     payload = json.dumps({"plan": {k: str(v) for k, v in dataclasses.asdict(plan).items()}, "parameters": parameters,
                           "kernel_name": kernel_name, "cwd": str(cwd)})
-    done = subprocess.run([sys.executable, "-m", "rxlib.reproduce", "--one", payload], capture_output=True, text=True)
-    results = [line[len(_RESULT):] for line in done.stdout.splitlines() if line.startswith(_RESULT)]
-    if done.returncode == 0 and results:
+    results = []
+    with tempfile.TemporaryFile(mode="w+") as errors:
+        with subprocess.Popen([sys.executable, "-m", "rxlib.reproduce", "--one", payload], stdout=subprocess.PIPE,
+                              stderr=errors, text=True) as child:
+            for line in child.stdout:
+                if line.startswith(_PROGRESS) and log is not None:
+                    step = json.loads(line[len(_PROGRESS):])
+                    log(f"    {plan.name}: {step['heading']} (cell {step['cell']}/{step['cells']}, {step['seconds']:.0f} s)")
+                elif line.startswith(_RESULT):
+                    results.append(line[len(_RESULT):])
+        errors.seek(0)
+        lines = [line for line in errors.read().strip().splitlines() if line.strip()]
+    if child.returncode == 0 and results:
         return
     if results:
         raise NotebookExecutionError(json.loads(results[-1])["message"])
-    lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
     raise NotebookExecutionError(f"notebook {plan.source.name} could not be executed: "
-                                 + (lines[-1] if lines else f"exit status {done.returncode}"))
+                                 + (lines[-1] if lines else f"exit status {child.returncode}"))
 
 
 #: Prefix of the one line a ``--one`` process prints for its parent.
@@ -548,7 +608,7 @@ def _one(payload: str) -> int:
     args = json.loads(payload)
     plan = _Plan(**{k: Path(v) for k, v in args["plan"].items()})
     try:
-        _execute_and_render(plan, args["parameters"], args["kernel_name"], Path(args["cwd"]))
+        _execute_and_render(plan, args["parameters"], args["kernel_name"], Path(args["cwd"]), progress=True)
     except NotebookExecutionError as exc:
         print(_RESULT + json.dumps({"message": str(exc)}), flush=True)
         return 3
@@ -576,7 +636,7 @@ def _run_notebooks(plans: Sequence[_Plan], parameters: dict, kernel_name: str | 
             while queue and failure is None and len(running) < workers:
                 plan = queue.pop(0)
                 run.log(f"[{numbers[plan.name]}/{run.total}] {plan.name} ...")
-                future = pool.submit(_execute_in_process, plan, parameters, kernel_name, nb_dir)
+                future = pool.submit(_execute_in_process, plan, parameters, kernel_name, nb_dir, run.log)
                 running[future] = (plan, time.time(), time.perf_counter())
             if not running:
                 break

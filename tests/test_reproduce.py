@@ -103,6 +103,8 @@ def test_success_writes_reports_and_merges_manifest(dirs):
     assert log["notebook"].tolist() == ["01_alpha", "02_beta"] and (log["status"] == "ok").all()
     assert (log["seconds"] > 0).all()
     assert any("02_beta ok in" in line for line in lines)
+    progress = [line for line in lines if line.startswith("    01_alpha: Test notebook (cell ")]
+    assert len(progress) == 1  # one line per section entered, streamed while the notebook runs
 
     # Re-running one notebook replaces only its rows.
     old_alpha = on_disk.iloc[0].copy()
@@ -111,6 +113,16 @@ def test_success_writes_reports_and_merges_manifest(dirs):
     assert result.iloc[0].astype(str).equals(old_alpha.astype(str))
     assert result.loc[1, "sha256"] != on_disk.loc[1, "sha256"]  # seed 7 wrote other bytes
     assert len(pd.read_csv(dirs.reps / "run_log.csv")) == 2
+
+
+def test_cell_headings_name_each_cells_section():
+    from rxlib.reproduce import cell_headings
+
+    cells = [nbformat.v4.new_code_cell("x = 1"), nbformat.v4.new_markdown_cell("## Figure 11: Grad-CAM\ntext"),
+             nbformat.v4.new_code_cell("y = 2"), nbformat.v4.new_markdown_cell("no heading here"),
+             nbformat.v4.new_code_cell("z = 3"), nbformat.v4.new_markdown_cell("# Controls")]
+    assert cell_headings(cells) == ["", "Figure 11: Grad-CAM", "Figure 11: Grad-CAM", "Figure 11: Grad-CAM",
+                                    "Figure 11: Grad-CAM", "Controls"]
 
 
 def test_failing_cell_names_notebook_and_cell(dirs, monkeypatch):
