@@ -150,3 +150,44 @@ def localisation_summary(frame: pd.DataFrame, by: str | Iterable[str] | None = N
     out = frame.groupby(by, sort=True)[cols].mean()
     out.insert(0, "n", frame.groupby(by, sort=True)["pointing_game"].count())
     return out.reset_index()
+
+
+#: The planted masks :func:`gradcam_localisation` scores against: every cell, and the pixels where the
+#: class's phenotype was planted (empty on control sites, which are then left out).
+MASK_KINDS = ("cells", "phenotype")
+
+
+def gradcam_localisation(model, dataset, root, positions, *, layer: str, device: str | None = None,
+                         batch_size: int = 64) -> pd.DataFrame:
+    """Grad-CAM of each site for its own label, scored by :func:`localisation_table` against each planted
+    mask of :data:`MASK_KINDS` (the synthetic ground truth under ``root``).
+
+    Returns:
+        One row per site and mask: ``site_id``, ``cell_type``, ``label``, ``mask``, ``mask_fraction`` and
+        the three metrics (NaN where the mask is empty).
+
+    Raises:
+        FileNotFoundError: ``root`` has no ground-truth masks (names the first file missing).
+    """
+    from rxlib.explain.cam import grad_cam
+    from rxlib.explain.gradcamo import load_truth_masks
+    from rxlib.explain.sites import site_batch
+    from rxlib.train.loop import on_device
+
+    positions = [int(p) for p in positions]
+    table = dataset.table.iloc[positions].reset_index(drop=True)
+    maps = []
+    with on_device(model, device) as target:
+        for start in range(0, len(positions), batch_size):
+            batch = site_batch(dataset, positions[start:start + batch_size])
+            maps.append(grad_cam(model, batch["image"].to(target), batch["cell_type"].to(target),
+                                 batch["label"].tolist(), layer=layer, upsample=True).cpu().numpy())
+    maps = np.concatenate(maps)
+    truth = [load_truth_masks(root, r.experiment, int(r.plate), r.well, int(r.site)) for r in table.itertuples()]
+    frames = []
+    for kind in MASK_KINDS:
+        masks = np.stack([t[kind] > 0 for t in truth])
+        frame = localisation_table(maps, masks, keys=table["site_id"].tolist()).rename(columns={"key": "site_id"})
+        frames.append(frame.assign(cell_type=table["cell_type"].to_numpy(), label=table["label"].to_numpy(), mask=kind))
+    out = pd.concat(frames, ignore_index=True)
+    return out[["site_id", "cell_type", "label", "mask", "mask_fraction", *LOCALISATION_METRICS]]

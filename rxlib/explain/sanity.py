@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -331,3 +333,82 @@ def compare_models(model: nn.Module, other: nn.Module, explain: Explainer) -> pd
     """
     return explanation_similarity({k: _numpy(v) for k, v in explain(model).items()},
                                   {k: _numpy(v) for k, v in explain(other).items()})
+
+
+# --- reports: what a notebook shows ----------------------------------------------------------------------
+
+
+@dataclass
+class SanityReport:
+    """Both tests of one set of explanations, ready to show.
+
+    Attributes:
+        cascade: :func:`cascading_randomisation` rows (step, block, method, image, spearman, ssim).
+        summary: mean similarity per test, step and method (``test`` is ``'model parameters'`` or
+            ``'labels'``; the label test has one step, 0).
+        verdicts: one :class:`~rxlib.explain.verdicts.Verdict` per method and test (:func:`sanity_verdicts`).
+    """
+
+    cascade: pd.DataFrame
+    summary: pd.DataFrame
+    verdicts: list
+
+
+def sanity_report(model: nn.Module, explain: Explainer, *, pair: tuple[nn.Module, nn.Module] | None = None,
+                  seed: int = 0, seeds: Iterable[int] = (), blocks: Sequence[str] | None = None) -> SanityReport:
+    """Cascading model-parameter randomisation of ``model`` and, given ``pair = (trained, label_shuffled)``
+    (two models of one recipe, on true and on shuffled labels), label randomisation; with their verdicts.
+
+    Args:
+        model: the trained model whose explanations are checked.
+        explain: the explanations (:func:`gradcam_explainer`, :func:`channel_explainer`).
+        pair: the two models of the label randomisation test (None: that test is left out).
+        seed: seeds the re-initialisation. seeds: the training seeds, named in the verdicts.
+        blocks: the cascade's blocks (default all, top first).
+    """
+    cascade = cascading_randomisation(model, explain, seed=seed, blocks=blocks)
+    summaries = [randomisation_summary(cascade).assign(test="model parameters")]
+    verdicts = sanity_verdicts(cascade, seeds=seeds)
+    if pair is not None:
+        labels = compare_models(pair[0], pair[1], explain)
+        summaries.append(randomisation_summary(labels).assign(test="labels", step=0, block="all (shuffled labels)"))
+        verdicts += sanity_verdicts(labels, test="labels", seeds=seeds)
+    summary = pd.concat(summaries, ignore_index=True)
+    return SanityReport(cascade, summary[["test", "step", "block", "method", "n", "spearman", "ssim"]], verdicts)
+
+
+def gradcam_sanity(model: nn.Module, dataset, positions, *, layer: str, pair=None, device: str | None = None,
+                   seed: int = 0, seeds: Iterable[int] = ()) -> SanityReport:
+    """:func:`sanity_report` of Grad-CAM at ``layer`` for the sites ``positions`` of ``dataset``, each
+    explained for its own label (on ``device`` if given; the models are moved back afterwards)."""
+    from rxlib.explain.sites import site_batch
+    from rxlib.train.loop import on_device
+
+    batch = site_batch(dataset, positions)
+    target = device or next(model.parameters()).device
+    explain = gradcam_explainer(batch["image"].to(target), batch["cell_type"].to(target), batch["label"], layer=layer)
+    models = [model, *(pair or ())]
+    with _all_on_device(models, device, on_device):
+        return sanity_report(model, explain, pair=pair, seed=seed, seeds=seeds)
+
+
+def channel_sanity(model: nn.Module, dataset, positions, *, cam_layers: Mapping[str, str], pair=None,
+                   methods: Sequence[str] = ("occlusion_mean", "grad_x_input"), seed: int = 0,
+                   seeds: Iterable[int] = ()) -> SanityReport:
+    """:func:`sanity_report` of every channel-importance method (eq. 15 at ``cam_layers`` and the CAM-free
+    ``methods``) for the sites ``positions`` of ``dataset`` and their own labels (on the CPU)."""
+    from rxlib.explain.sites import site_batch
+
+    batch = site_batch(dataset, positions)
+    explain = channel_explainer(batch["image"], batch["cell_type"], batch["label"], cam_layers=cam_layers,
+                                methods=methods)
+    return sanity_report(model, explain, pair=pair, seed=seed, seeds=seeds)
+
+
+@contextmanager
+def _all_on_device(models, device, on_device):
+    """Every model on ``device`` for the duration (one :func:`rxlib.train.loop.on_device` each)."""
+    with ExitStack() as stack:
+        for m in models:
+            stack.enter_context(on_device(m, device))
+        yield

@@ -364,6 +364,31 @@ def grad_camo_area_verdict(grad_camo, cell_fraction, *, seeds: Iterable[int] = (
                         n=len(a), unit="sites", threshold=0.0, seeds=seeds)
 
 
+#: Statements of :func:`localisation_verdicts` per planted mask.
+LOCALISATION_STATEMENTS = {
+    "cells": ("Grad-CAMO", "Attention lies on the cells rather than the background."),
+    "phenotype": ("paper", "Grad-CAM shows where in the cells a perturbation acts."),
+}
+
+
+def localisation_verdicts(frame: pd.DataFrame, *, seeds: Iterable[int] = (), **ci) -> list[Verdict]:
+    """Per planted mask and localisation metric (:func:`rxlib.explain.localisation.gradcam_localisation`
+    rows): the metric beats its chance level, the mask's share of the image (paired over sites with a
+    non-empty mask)."""
+    out = []
+    for kind, part in frame.groupby("mask", sort=False):
+        source, statement = LOCALISATION_STATEMENTS.get(kind, ("Grad-CAMO", f"Attention lies on the {kind} mask."))
+        for metric in ("pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy"):
+            rows = part[part[metric].notna()]
+            if rows.empty:
+                continue
+            a, b = _finite(rows[metric], metric), _finite(rows["mask_fraction"], "mask_fraction")
+            out.append(make_verdict(f"localisation-{kind}-{metric.replace('_', '-')}", source, statement,
+                                    f"{metric} - mask fraction ({kind})", difference_ci(a, b, paired=True, **ci),
+                                    n=len(a), unit="sites", threshold=0.0, seeds=seeds))
+    return out
+
+
 def control_check_verdict(negative, positive, *, model: str = "clean", seeds: Iterable[int] = (),
                           unit: str = "sites", paired: bool = False, **ci) -> Verdict:
     """Section 2.2's sanity check: lower top-1 probability on negative than on positive controls.

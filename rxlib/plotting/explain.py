@@ -280,3 +280,41 @@ def plot_grad_camo(summary: pd.DataFrame, *, group: str = "cell_type", hue: str 
     if title:
         ax.set_title(title)
     return fig
+
+
+def plot_randomisation(summary: pd.DataFrame, *, threshold: float | None = None, title: str | None = None) -> Figure:
+    """Adebayo et al.'s Figure 2 as lines: mean Spearman similarity of each method's explanations to the
+    trained model's, as the model is randomised block by block from the top (x: the block randomised at
+    each step); the label-randomisation score of each method as a marker at the right.
+
+    Args:
+        summary: :attr:`rxlib.explain.sanity.SanityReport.summary` (columns ``test``, ``step``, ``block``,
+            ``method``, ``spearman``).
+        threshold: the pass line (e.g. :data:`rxlib.explain.sanity.SPEARMAN_THRESHOLD`), drawn dashed.
+    """
+    from matplotlib.figure import Figure
+
+    cascade = summary[summary["test"] == "model parameters"]
+    labels = summary[summary["test"] == "labels"]
+    methods = list(dict.fromkeys(summary["method"]))
+    blocks = list(dict.fromkeys(cascade.sort_values("step")["block"]))
+    fig = Figure(figsize=(max(5.0, 0.55 * len(blocks) + 3.5), 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    colours = category_colours(len(methods))
+    for colour, method in zip(colours, methods):
+        part = cascade[cascade["method"] == method].sort_values("step")
+        ax.plot(part["step"], part["spearman"], marker="o", color=colour, label=method)
+        shuffled = labels.loc[labels["method"] == method, "spearman"]
+        if len(shuffled):
+            ax.plot([len(blocks) + 1], [float(shuffled.iloc[0])], marker="D", color=colour, linestyle="none")
+    ticks = list(range(1, len(blocks) + 1)) + ([len(blocks) + 1] if len(labels) else [])
+    ax.set_xticks(ticks, blocks + (["shuffled labels"] if len(labels) else []), rotation=45, ha="right")
+    if threshold is not None:
+        ax.axhline(threshold, color=GREY, linestyle="--", linewidth=1, label=f"pass below {threshold:g}")
+    ax.set_ylim(-1.05, 1.05)
+    ax.set_xlabel("randomised down to (cascading, top first)")
+    ax.set_ylabel("Spearman with the trained model")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    if title:
+        ax.set_title(title, fontsize=10)
+    return fig

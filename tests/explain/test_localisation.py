@@ -79,3 +79,55 @@ def test_agrees_with_quantus_where_installed():
         theirs = getattr(quantus, name)(normalise=False, disable_warnings=True)(model=None, x_batch=x, y_batch=y,
                                                                                 a_batch=a, s_batch=s)
         np.testing.assert_allclose(np.asarray(theirs, float), ours(a[:, 0], s[:, 0]))
+
+
+@pytest.fixture(scope="module")
+def tiny_truth(tmp_path_factory):
+    from rxlib.synth import generate
+
+    return generate(tmp_path_factory.mktemp("loc") / "data", profile="smoke", seed=0, progress=False, image_size=32,
+                    n_treatments=4, n_junk=0, n_positive_controls=1, experiments=(("HEPG2", 1, 1), ("U2OS", 1, 1)),
+                    n_plates=1, n_sites=1, calibration_sites=2)
+
+
+def test_gradcam_localisation_scores_each_site_against_both_planted_masks(tiny_truth):
+    from rxlib.data.splits import split_sites
+    from rxlib.explain.cam import grad_cam
+    from rxlib.explain.gradcamo import load_truth_masks
+    from rxlib.explain.localisation import MASK_KINDS, gradcam_localisation
+    from rxlib.explain.sites import site_batch
+    from rxlib.models import build_model
+
+    torch.manual_seed(0)
+    sites = split_sites(tiny_truth, "validation")
+    model = build_model("tiny_densenet", int(sites.table["label"].max()) + 1, embedding_dim=16).eval()
+    positions = list(range(min(6, len(sites))))
+    frame = gradcam_localisation(model, sites, tiny_truth, positions, layer="denseblock2", batch_size=4)
+    assert len(frame) == len(MASK_KINDS) * len(positions) and set(frame["mask"]) == set(MASK_KINDS)
+    batch = site_batch(sites, positions)
+    maps = grad_cam(model, batch["image"], batch["cell_type"], batch["label"].tolist(), layer="denseblock2",
+                    upsample=True).numpy()
+    row = sites.table.iloc[positions[0]]
+    cells = load_truth_masks(tiny_truth, row["experiment"], int(row["plate"]), row["well"], int(row["site"]))["cells"] > 0
+    expected = localisation_table(maps[:1], cells[None])
+    got = frame[(frame["mask"] == "cells")].iloc[0]
+    assert got["site_id"] == row["site_id"] and got["mask_fraction"] == pytest.approx(cells.mean())
+    assert got["relevance_mass_accuracy"] == pytest.approx(expected["relevance_mass_accuracy"].iloc[0])
+
+
+def test_localisation_verdicts_compare_each_metric_with_its_chance_level():
+    from rxlib.explain.verdicts import localisation_verdicts
+
+    rng = np.random.default_rng(0)
+    n = 40
+    frame = pd.DataFrame({"mask": ["cells"] * n + ["phenotype"] * n, "mask_fraction": 0.3,
+                          "pointing_game": np.r_[np.ones(n), np.zeros(n)],
+                          "relevance_mass_accuracy": np.r_[0.6 + rng.normal(0, 0.02, n), 0.3 + rng.normal(0, 0.02, n)],
+                          "relevance_rank_accuracy": np.r_[0.5 + rng.normal(0, 0.02, n), [np.nan] * n]})
+    verdicts = {v.claim: v for v in localisation_verdicts(frame, n_resamples=999)}
+    assert verdicts["localisation-cells-pointing-game"].holds is True
+    assert verdicts["localisation-phenotype-pointing-game"].holds is False
+    assert verdicts["localisation-cells-relevance-mass-accuracy"].holds is True
+    assert verdicts["localisation-phenotype-relevance-mass-accuracy"].holds is None  # at chance: undecided
+    assert "localisation-phenotype-relevance-rank-accuracy" not in verdicts  # no site with that mask
+    assert verdicts["localisation-phenotype-pointing-game"].source == "paper"

@@ -105,3 +105,64 @@ def test_label_randomisation_compares_two_models(trained_like):
     np.testing.assert_allclose(same["spearman"], 1.0)
     (verdict,) = sanity.sanity_verdicts(same, test="labels", **FAST)
     assert verdict.holds is False and verdict.claim == "sanity-labels-Grad-CAM"
+
+
+class _Items:
+    """A minimal site data set: items of a fixed batch, and a table."""
+
+    def __init__(self, images, cell_type, labels):
+        import pandas as pd
+
+        self.images, self.cell_type, self.labels = images, cell_type, labels
+        self.table = pd.DataFrame({"label": labels})
+
+    def __len__(self):
+        return len(self.images)
+
+    def __getitem__(self, i):
+        return {"image": self.images[i], "cell_type": self.cell_type[i], "label": torch.tensor(int(self.labels[i]))}
+
+
+def test_sanity_report_gives_both_tests_a_row_and_a_verdict_per_method(trained_like):
+    model, images, cell_type, labels = trained_like
+    explain = sanity.gradcam_explainer(images, cell_type, labels, layer="denseblock2")
+    report = sanity.sanity_report(model, explain, pair=(model, model), blocks=["heads", "neck", "denseblock2"])
+    assert set(report.summary["test"]) == {"model parameters", "labels"}
+    assert report.summary.loc[report.summary["test"] == "model parameters", "block"].tolist() == ["heads", "neck", "denseblock2"]
+    labels_row = report.summary[report.summary["test"] == "labels"].iloc[0]
+    assert labels_row["spearman"] == pytest.approx(1.0) and labels_row["n"] == 16  # a model against itself
+    assert [v.claim for v in report.verdicts] == ["sanity-model-parameters-Grad-CAM", "sanity-labels-Grad-CAM"]
+    assert report.verdicts[1].holds is False  # identical maps: the label test is failed, as it must be
+    assert len(report.cascade) == 3 * 16
+
+
+def test_gradcam_sanity_reads_the_sites_and_equals_the_report_on_their_batch(trained_like):
+    model, images, cell_type, labels = trained_like
+    dataset = _Items(images, cell_type, labels)
+    positions = [0, 3, 5, 9]
+    found = sanity.gradcam_sanity(model, dataset, positions, layer="denseblock2", seed=2)
+    explain = sanity.gradcam_explainer(images[positions], cell_type[positions], labels[positions], layer="denseblock2")
+    expected = sanity.sanity_report(model, explain, seed=2)
+    assert found.summary.equals(expected.summary)
+    assert set(found.summary["test"]) == {"model parameters"}
+
+
+def test_channel_sanity_covers_eq15_and_the_cam_free_methods(trained_like):
+    model, images, cell_type, labels = trained_like
+    report = sanity.channel_sanity(model, _Items(images, cell_type, labels), [0, 1, 2, 3],
+                                   cam_layers={"L": "denseblock2"}, methods=("occlusion_mean",))
+    methods = set(report.summary["method"])
+    assert "occlusion_mean" in methods and any(m.startswith("eq15") for m in methods)
+    assert len(report.verdicts) == len(methods)
+
+
+def test_plot_randomisation_names_every_block_and_the_label_test(trained_like):
+    from rxlib.plotting.explain import plot_randomisation
+
+    model, images, cell_type, labels = trained_like
+    explain = sanity.gradcam_explainer(images, cell_type, labels, layer="denseblock2")
+    report = sanity.sanity_report(model, explain, pair=(model, model), blocks=["heads", "neck"])
+    fig = plot_randomisation(report.summary, threshold=sanity.SPEARMAN_THRESHOLD)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["heads", "neck", "shuffled labels"]
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"Grad-CAM", "pass below 0.5"}
