@@ -157,23 +157,39 @@ def localisation_summary(frame: pd.DataFrame, by: str | Iterable[str] | None = N
 MASK_KINDS = ("cells", "phenotype")
 
 
-def gradcam_localisation(model, dataset, root, positions, *, layer: str, device: str | None = None,
-                         batch_size: int = 64) -> pd.DataFrame:
+def _site_masks(dataset, root, positions: list[int], source: str) -> list[dict[str, np.ndarray]]:
+    """Per site, ``{kind: bool mask}``: the planted masks of :data:`MASK_KINDS` (``source='truth'``) or
+    the cells segmented from the site's own pixels (``'segmentation'``: what real data allows)."""
+    from rxlib.explain.gradcamo import load_truth_masks, segment_cells
+
+    table = dataset.table
+    if source == "truth":
+        rows = [table.iloc[p] for p in positions]
+        return [{k: v > 0 for k, v in load_truth_masks(root, r["experiment"], int(r["plate"]), r["well"],
+                                                        int(r["site"])).items()} for r in rows]
+    return [{"cells": segment_cells(dataset.raw_image(p)) > 0} for p in positions]
+
+
+def gradcam_localisation(model, dataset, root, positions, *, layer: str, masks: str = "auto",
+                         device: str | None = None, batch_size: int = 64) -> pd.DataFrame:
     """Grad-CAM of each site for its own label, scored by :func:`localisation_table` against each planted
-    mask of :data:`MASK_KINDS` (the synthetic ground truth under ``root``).
+    mask of :data:`MASK_KINDS` (the synthetic ground truth under ``root``) or, without one, against the
+    segmented cells.
+
+    Args:
+        masks: ``truth``, ``segmentation`` or ``auto`` (the truth where ``root`` has it), as in
+            :func:`rxlib.explain.gradcamo.grad_camo_dataset`.
 
     Returns:
-        One row per site and mask: ``site_id``, ``cell_type``, ``label``, ``mask``, ``mask_fraction`` and
-        the three metrics (NaN where the mask is empty).
-
-    Raises:
-        FileNotFoundError: ``root`` has no ground-truth masks (names the first file missing).
+        One row per site and mask: ``site_id``, ``cell_type``, ``label``, ``mask``, ``source`` (truth or
+        segmentation), ``mask_fraction`` and the three metrics (NaN where the mask is empty).
     """
     from rxlib.explain.cam import grad_cam
-    from rxlib.explain.gradcamo import load_truth_masks
+    from rxlib.explain.gradcamo import resolve_masks
     from rxlib.explain.sites import site_batch
     from rxlib.train.loop import on_device
 
+    source = resolve_masks(root, masks)
     positions = [int(p) for p in positions]
     table = dataset.table.iloc[positions].reset_index(drop=True)
     maps = []
@@ -183,11 +199,11 @@ def gradcam_localisation(model, dataset, root, positions, *, layer: str, device:
             maps.append(grad_cam(model, batch["image"].to(target), batch["cell_type"].to(target),
                                  batch["label"].tolist(), layer=layer, upsample=True).cpu().numpy())
     maps = np.concatenate(maps)
-    truth = [load_truth_masks(root, r.experiment, int(r.plate), r.well, int(r.site)) for r in table.itertuples()]
+    site_masks = _site_masks(dataset, root, positions, source)
     frames = []
-    for kind in MASK_KINDS:
-        masks = np.stack([t[kind] > 0 for t in truth])
-        frame = localisation_table(maps, masks, keys=table["site_id"].tolist()).rename(columns={"key": "site_id"})
-        frames.append(frame.assign(cell_type=table["cell_type"].to_numpy(), label=table["label"].to_numpy(), mask=kind))
+    for kind in [k for k in MASK_KINDS if k in site_masks[0]]:
+        found = localisation_table(maps, np.stack([m[kind] for m in site_masks]), keys=table["site_id"].tolist())
+        frames.append(found.rename(columns={"key": "site_id"}).assign(
+            cell_type=table["cell_type"].to_numpy(), label=table["label"].to_numpy(), mask=kind, source=source))
     out = pd.concat(frames, ignore_index=True)
-    return out[["site_id", "cell_type", "label", "mask", "mask_fraction", *LOCALISATION_METRICS]]
+    return out[["site_id", "cell_type", "label", "mask", "source", "mask_fraction", *LOCALISATION_METRICS]]

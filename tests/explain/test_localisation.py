@@ -113,6 +113,10 @@ def test_gradcam_localisation_scores_each_site_against_both_planted_masks(tiny_t
     got = frame[(frame["mask"] == "cells")].iloc[0]
     assert got["site_id"] == row["site_id"] and got["mask_fraction"] == pytest.approx(cells.mean())
     assert got["relevance_mass_accuracy"] == pytest.approx(expected["relevance_mass_accuracy"].iloc[0])
+    assert set(frame["source"]) == {"truth"}
+    segmented = gradcam_localisation(model, sites, tiny_truth, positions, layer="denseblock2", masks="segmentation")
+    assert set(segmented["mask"]) == {"cells"} and set(segmented["source"]) == {"segmentation"}
+    assert len(segmented) == len(positions)
 
 
 def test_localisation_verdicts_compare_each_metric_with_its_chance_level():
