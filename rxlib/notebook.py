@@ -10,11 +10,6 @@ from pathlib import Path
 
 from . import config
 
-#: The paper's Table 1 as printed (Sharma & Krishnamurthi 2022, section 2.3). Its S_32 and S_33
-#: (31 and 1065) sum with S_29 and S_31 to 1,100 classes, not the 1,108 of RxRx1.
-PAPER_TABLE1 = {29: 2, 31: 2, 32: 31, 33: 1065}
-
-
 @dataclass(frozen=True)
 class NotebookContext:
     """Resolved notebook parameters."""
