@@ -65,6 +65,26 @@ class NotebookContext:
                 "importances are reported but not scored, so no claim about recovering planted cells or channels "
                 "is made here; accuracies, curves, embeddings and filters are computed as on any data.")
 
+    def show_verdicts(self, notebook: str, *groups) -> None:
+        """The one place a notebook presents its verdicts: display their brief table
+        (:func:`rxlib.explain.verdicts.verdicts_table`), print each one's sentence, and merge them into
+        ``verdicts.csv`` of this run's reports folder (:func:`rxlib.explain.verdicts.write_verdicts`,
+        which replaces the notebook's earlier rows: pass all of its verdicts at once).
+
+        Args:
+            notebook: the notebook's name, e.g. ``'07_gradcam'``.
+            groups: verdicts, or lists of verdicts (one per claim cell), in the order shown.
+        """
+        from IPython.display import display
+
+        from .explain.verdicts import Verdict, verdicts_table, write_verdicts
+
+        verdicts = [v for group in groups for v in ([group] if isinstance(group, Verdict) else group)]
+        display(verdicts_table(verdicts, brief=True))
+        for verdict in verdicts:
+            print(verdict.sentence())
+        write_verdicts(verdicts, self.reports_dir / "verdicts.csv", notebook=notebook)
+
     def caption(self, title: str) -> str:
         """``title`` with the comparison budget appended in parentheses when there is one."""
         note = self.budget_note()
