@@ -10,11 +10,6 @@ from pathlib import Path
 
 from . import config
 
-#: The paper's Table 1 as printed (Sharma & Krishnamurthi 2022, section 2.3). Its S_32 and S_33
-#: (31 and 1065) sum with S_29 and S_31 to 1,100 classes, not the 1,108 of RxRx1.
-PAPER_TABLE1 = {29: 2, 31: 2, 32: 31, 33: 1065}
-
-
 @dataclass(frozen=True)
 class NotebookContext:
     """Resolved notebook parameters."""
@@ -69,6 +64,26 @@ class NotebookContext:
                 "the package's segmentation (rxlib.explain.segment_cells: nuclei from w1 grown into cells) and channel "
                 "importances are reported but not scored, so no claim about recovering planted cells or channels "
                 "is made here; accuracies, curves, embeddings and filters are computed as on any data.")
+
+    def show_verdicts(self, notebook: str, *groups) -> None:
+        """The one place a notebook presents its verdicts: display their brief table
+        (:func:`rxlib.explain.verdicts.verdicts_table`), print each one's sentence, and merge them into
+        ``verdicts.csv`` of this run's reports folder (:func:`rxlib.explain.verdicts.write_verdicts`,
+        which replaces the notebook's earlier rows: pass all of its verdicts at once).
+
+        Args:
+            notebook: the notebook's name, e.g. ``'07_gradcam'``.
+            groups: verdicts, or lists of verdicts (one per claim cell), in the order shown.
+        """
+        from IPython.display import display
+
+        from .explain.verdicts import Verdict, verdicts_table, write_verdicts
+
+        verdicts = [v for group in groups for v in ([group] if isinstance(group, Verdict) else group)]
+        display(verdicts_table(verdicts, brief=True))
+        for verdict in verdicts:
+            print(verdict.sentence())
+        write_verdicts(verdicts, self.reports_dir / "verdicts.csv", notebook=notebook)
 
     def caption(self, title: str) -> str:
         """``title`` with the comparison budget appended in parentheses when there is one."""

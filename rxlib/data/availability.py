@@ -64,12 +64,18 @@ class ExampleSite:
     row: pd.Series
     note: str
 
+    @property
+    def title(self) -> str:
+        """``'<site_id> (<cell type>, class <label>)'``, for the figure."""
+        return f"{self.row['site_id']} ({self.row['cell_type']}, class {self.row['label']})"
+
 
 def example_site(root: str | Path, table: pd.DataFrame, *, fallback: tuple[Path, pd.DataFrame] | None = None,
                  split: str = "train", well_type: str = "treatment") -> ExampleSite:
     """The first site of ``split`` and ``well_type`` whose six channels exist, else any complete site,
     else the first complete site of ``fallback`` (another data root and its table, e.g. the real
-    pieces); ``note`` says which.
+    pieces; ``(root, None)`` or ``(None, None)`` when they are absent counts as no fallback);
+    ``note`` says which.
 
     Raises:
         FileNotFoundError: no complete site under ``root`` nor ``fallback`` (names the folders).
@@ -84,7 +90,7 @@ def example_site(root: str | Path, table: pd.DataFrame, *, fallback: tuple[Path,
         return ExampleSite(root, row, f"no {split} {well_type} site of {root} has all six channels; showing "
                                       f"{row['site_id']} ({row['well_type']}), the first site that does")
     tried = [str(root)]
-    if fallback is not None:
+    if fallback is not None and fallback[0] is not None and fallback[1] is not None:
         other_root, other_table = Path(fallback[0]), fallback[1]
         other = complete_sites(other_root, other_table)
         if other.any():
@@ -114,6 +120,78 @@ def imaged_sample(root: str | Path, table: pd.DataFrame, max_sites: int, seed: i
     else:
         pool = table[imaged_sites(root, table)]
     return sample_sites(pool.sort_index(), max_sites, seed)
+
+
+@dataclass(frozen=True)
+class IntensitySample:
+    """The sites whose intensities Figure 3 shows: their data root, their rows and a note saying which."""
+
+    root: Path
+    sites: pd.DataFrame
+    note: str
+
+
+def intensity_sample(root: str | Path, table: pd.DataFrame, max_sites: int, seed: int = 0, *,
+                     fallback: tuple[Path | None, pd.DataFrame | None] | None = None) -> IntensitySample:
+    """At most ``max_sites`` sites with images of ``root`` (:func:`imaged_sample`), or, when ``root``
+    holds no image, of ``fallback`` (another root and its table, e.g. the real pieces; ``None`` parts
+    count as absent); ``note`` says where they come from.
+
+    Raises:
+        FileNotFoundError: neither root holds an image (names both).
+    """
+    root = Path(root)
+    sites, note = imaged_sample(root, table, max_sites, seed), ""
+    tried = str(root)
+    if sites.empty and fallback is not None and fallback[0] is not None and fallback[1] is not None:
+        other_root = Path(fallback[0])
+        note = f"{root} holds no images: Figure 3 is drawn from the real pieces in {other_root}\n"
+        root, sites = other_root, imaged_sample(other_root, fallback[1], max_sites, seed)
+        tried += f" (nor {other_root})"
+    if sites.empty:
+        raise FileNotFoundError(f"no images under {tried}: Figure 3 needs image files")
+    return IntensitySample(root, sites, f"{note}intensities of {len(sites)} sites with images, from {root}")
+
+
+#: The real site shown beside Figure 1: negative control B02 of HEPG2-01, plate 1, site 1.
+REAL_EXAMPLE_SITE = "HEPG2-01_1_B02_1"
+
+
+@dataclass(frozen=True)
+class RealExample:
+    """The six channels of a real site (``stack`` None when the real pieces are absent), its title and a note."""
+
+    stack: np.ndarray | None
+    title: str
+    note: str
+
+
+def real_example(real_root: str | Path | None, real_table: pd.DataFrame | None,
+                 site_id: str = REAL_EXAMPLE_SITE, *, expected_size: int = 512) -> RealExample:
+    """Read the real site ``site_id`` shown beside Figure 1, or say that the real pieces are not there.
+
+    Raises:
+        KeyError: the real table has no such site.
+    """
+    from .images import load_site_stem
+
+    if real_root is None or real_table is None:
+        return RealExample(None, "", "real RxRx1 pieces not found: set real_root to their kaggle-2023 folder to "
+                                     "see them here")
+    rows = real_table[real_table["site_id"] == site_id]
+    if rows.empty:
+        raise KeyError(f"site {site_id} is not in the metadata of {real_root}")
+    stack = load_site_stem(real_root, rows.iloc[0]["image_stem"], expected_size=expected_size)
+    return RealExample(stack, f"real RxRx1: {site_id} ({rows.iloc[0]['well_type'].replace('_', ' ')})",
+                       f"real RxRx1 site {site_id} from {real_root}")
+
+
+def optional_metadata(root: str | Path | None) -> pd.DataFrame | None:
+    """The metadata of ``root`` (:func:`rxlib.data.read_metadata`), or None when there is no root (the
+    real pieces are optional)."""
+    from .metadata import read_metadata
+
+    return None if root is None else read_metadata(root)
 
 
 def image_coverage(root: str | Path, table: pd.DataFrame) -> dict[str, int]:

@@ -2,6 +2,7 @@
 normalisation statistics and nuclei per field."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,13 @@ from ..io import RxRx1DataError, read_png
 from ..outputs import claim_output_folder
 from ..segmentation import count_nuclei
 from .images import channel_paths, wrong_case_sites
+
+#: The paper's Table 1 as printed (Sharma & Krishnamurthi 2022, section 2.3). Its S_32 and S_33
+#: (31 and 1065) sum with S_29 and S_31 to 1,100 classes, not the 1,108 of RxRx1.
+PAPER_TABLE1 = {29: 2, 31: 2, 32: 31, 33: 1065}
+
+#: Treatment classes (siRNAs) of RxRx1, and the sum of the paper's printed Table 1.
+RXRX1_CLASSES, PAPER_TABLE1_CLASSES = 1108, 1100
 
 
 def class_sets(table: pd.DataFrame) -> pd.DataFrame:
@@ -265,3 +273,103 @@ def realism_summary(real: pd.DataFrame, synthetic: pd.DataFrame, reference_side:
         ratio = (synth_rows / real_rows).dropna(how="all").reset_index().assign(source="synthetic / real")
         out = pd.concat([out, ratio], ignore_index=True)
     return out.round(2)
+
+
+def table1_comparison(table1: pd.DataFrame, real_table: pd.DataFrame | None, data_name: str) -> pd.DataFrame:
+    """Table 1 of this data (``table1``, :func:`class_sets`) beside the paper's printed table and, when
+    the real pieces are there (``real_table`` not None), the real release (:func:`compare_class_sets`)."""
+    sources = {"paper (as printed)": PAPER_TABLE1}
+    if real_table is not None:
+        sources["real RxRx1 (Kaggle 2023)"] = class_sets(real_table)
+    sources[f"this data ({data_name})"] = table1
+    return compare_class_sets(sources)
+
+
+def paper_table1_check(real_table: pd.DataFrame | None) -> str:
+    """Check the text's account of the paper's Table 1 against the real release: the real class sets
+    sum to :data:`RXRX1_CLASSES` and the printed ones to :data:`PAPER_TABLE1_CLASSES`; returns the
+    difference paper minus real per class set (plain ints), or a note when the real pieces are absent.
+
+    Raises:
+        ValueError: the real release or the printed table does not sum as the notebook's text says.
+    """
+    if real_table is None:
+        return "real RxRx1 pieces not found: the paper's Table 1 is not checked against the real release"
+    sets = class_sets(real_table)
+    real = {int(k): int(n) for k, n in zip(sets["samples_per_class"], sets["n_classes"])}
+    if sum(real.values()) != RXRX1_CLASSES or sum(PAPER_TABLE1.values()) != PAPER_TABLE1_CLASSES:
+        raise ValueError(f"Table 1: the real release sums to {sum(real.values())} classes (expected {RXRX1_CLASSES}) "
+                         f"and the printed table to {sum(PAPER_TABLE1.values())} (expected {PAPER_TABLE1_CLASSES}): "
+                         f"{real} vs {PAPER_TABLE1}")
+    difference = {k: PAPER_TABLE1.get(k, 0) - real.get(k, 0) for k in sorted(real)}
+    return f"paper minus real, per class set: {difference}"
+
+
+def channel_variance(intensities: pd.DataFrame) -> pd.DataFrame:
+    """Mean and variance of the per-image mean pixel value per channel (the numbers behind Figure 3's
+    legend), one column per channel, rounded to two decimals."""
+    return intensities.groupby("channel")["mean"].agg(["mean", "var"]).round(2).T
+
+
+def first_training_plate(table: pd.DataFrame) -> dict:
+    """``{'experiment': ..., 'plate': int}`` of the first training site (the plate whose layout is drawn).
+
+    Raises:
+        ValueError: the table has no training site.
+    """
+    train = table[table["split"] == "train"]
+    if train.empty:
+        raise ValueError("no training site in the metadata: no plate layout to draw")
+    return {"experiment": train.iloc[0]["experiment"], "plate": int(train.iloc[0]["plate"])}
+
+
+@dataclass(frozen=True)
+class MeasuredIntensities:
+    """:func:`image_intensities` of a set of sites: ``values`` and ``problems``, and a note saying how many."""
+
+    values: pd.DataFrame
+    problems: pd.DataFrame
+    note: str
+
+
+def measure_intensities(root: str | Path, sites: pd.DataFrame, *, what: str = "images") -> MeasuredIntensities:
+    """Per-channel intensities and nuclei per w1 image of ``sites`` (:func:`image_intensities` with
+    ``count_nuclei_w1``), with a note: images read and channel files absent or unreadable."""
+    values, problems = image_intensities(root, sites, count_nuclei_w1=True)
+    return MeasuredIntensities(values, problems, f"{what} read: {len(values)}; absent or unreadable channel files: "
+                                                 f"{len(problems)}")
+
+
+def real_intensities(real_root: str | Path | None, real_table: pd.DataFrame | None,
+                     like: pd.DataFrame) -> MeasuredIntensities:
+    """:func:`measure_intensities` of every real site with images, or, without the real pieces, an empty
+    frame with the columns of ``like`` (so that the realism figures draw the synthetic side alone)."""
+    from .availability import imaged_sites
+
+    if real_root is None or real_table is None:
+        return MeasuredIntensities(like.iloc[0:0], pd.DataFrame(columns=["site_id", "channel", "path", "error"]),
+                                   "real RxRx1 pieces not found: the realism check shows the synthetic data alone")
+    return measure_intensities(real_root, real_table[imaged_sites(real_root, real_table)], what="real images")
+
+
+def realism_flags(summary: pd.DataFrame, factor: float = 2.0) -> list[str]:
+    """The values of :func:`realism_summary` far from the real data: a synthetic/real ratio above
+    ``factor`` or below ``1 / factor``, one ``'<value> of <cell type> (ratio r)'`` per value."""
+    if "source" not in summary:
+        return []
+    ratios = summary[summary["source"] == "synthetic / real"].set_index("cell_type").drop(columns="source")
+    far = ratios.stack().dropna().astype(float)
+    far = far[(far > factor) | (far < 1.0 / factor)]
+    return [f"{column} of {cell_type} (ratio {ratio:.2f})" for (cell_type, column), ratio in far.items()]
+
+
+def realism_note(summary: pd.DataFrame, factor: float = 2.0) -> str:
+    """One paragraph on :func:`realism_summary`: which synthetic values lie more than ``factor`` times
+    from the real ones (flagged), all within it, or nothing to compare with."""
+    if "source" not in summary or not (summary["source"] == "synthetic / real").any():
+        return "No real images beside these: the synthetic values are not compared with real ones here."
+    flags = realism_flags(summary, factor)
+    if not flags:
+        return f"Every synthetic value lies within a factor {factor:g} of the real one (synthetic / real rows)."
+    return (f"FLAGGED, far from the real data (synthetic / real outside {1 / factor:.2g} to {factor:g}): "
+            + "; ".join(flags) + ".")

@@ -45,7 +45,6 @@ from rxlib.explain.channels import (
 )
 from rxlib.explain.dcmix import ChannelMixing, DCMixNet, build_dcmix_model
 from rxlib.explain.embeddings import (
-    compare_claim,
     feature_separation,
     feature_separation_table,
     features_of,
@@ -91,7 +90,6 @@ __all__ = [
     "channel_importance_table",
     "channel_importances",
     "class_importance",
-    "compare_claim",
     "default_layer",
     "eq15_attention",
     "feature_separation",

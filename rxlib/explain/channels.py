@@ -393,3 +393,63 @@ def importance_methods(model: nn.Module, images: torch.Tensor, cell_type: torch.
             for method, values in channel_importances(model, x, ct, y, methods=tuple(methods)).items():
                 parts.setdefault(method, []).append(values.detach().cpu())
     return {name: torch.cat(values).numpy() for name, values in parts.items()}
+
+
+# --- notebook 08's steps ----------------------------------------------------------------------------
+
+
+def planted_importance_of(root) -> pd.DataFrame | None:
+    """:func:`planted_importance` of a data root's ``truth/classes.csv``; None where the data set has
+    no synthetic truth (real data: importances are reported, not scored)."""
+    from pathlib import Path
+
+    path = Path(root) / "truth" / "classes.csv"
+    return planted_importance(pd.read_csv(path)) if path.is_file() else None
+
+
+def eq15_layers(model: nn.Module, finer: str) -> dict[str, str]:
+    """The Grad-CAM layers eq. 15 is computed at: ``'last dense layer'`` (the paper's Figure 12 layer,
+    :func:`last_dense_layer`) and a ``finer`` one (named by itself), for :func:`importance_methods`."""
+    return {"last dense layer": last_dense_layer(model), finer: finer}
+
+
+def figure12_series(found: dict[str, np.ndarray], planted: pd.DataFrame | None, label: int, *,
+                    key: str = "L") -> dict[str, np.ndarray]:
+    """Figure 12's bars: eq. 15 in both readings at layer ``key`` and occlusion (``found`` from
+    :func:`importance_methods` with ``cam_layers={key: ...}`` and ``occlusion_mean``), averaged over the
+    images and max-normalised, and the planted importance of class ``label`` where there is one."""
+    series = {"eq. 15 printed": max_normalise(found[f"eq15_printed[{key}]"].mean(axis=0)),
+              "eq. 15 agreement": max_normalise(found[f"eq15_agreement[{key}]"].mean(axis=0)),
+              "occlusion": max_normalise(max_normalise(found["occlusion_mean"]).mean(axis=0))}
+    if planted is not None:
+        series["planted"] = planted.loc[label].to_numpy()
+    return series
+
+
+def with_dcmix(importances: dict, dcmix: pd.DataFrame, name: str = "DCMIX (per class)") -> dict:
+    """``importances`` with DCMIX's per-class weights added as method ``name`` (the weights of
+    :func:`rxlib.explain.dcmix.dcmix_for_data_root`, its ``val_balanced_accuracy`` column dropped)."""
+    return {**importances, name: dcmix.drop(columns="val_balanced_accuracy")}
+
+
+def method_table(importances: dict, labels, planted: pd.DataFrame | None) -> pd.DataFrame:
+    """The method table of notebook 08: scored against the planted channels with chance top-1
+    (:func:`channel_importance_table`, column ``chance_top1`` = 1 / channels) where there are planted
+    channels, else what each method says, unscored (:func:`channel_importance_summary`)."""
+    if planted is None:
+        return channel_importance_summary(importances, labels)
+    table = channel_importance_table(importances, labels, planted)
+    table.insert(2, "chance_top1", 1 / planted.shape[1])
+    return table
+
+
+def best_method_note(methods: pd.DataFrame, planted: pd.DataFrame | None) -> str:
+    """The method with the highest mean Spearman correlation with the planted channels (of
+    :func:`method_table`), or a note that nothing can be scored without planted channels."""
+    if planted is None:
+        return ("no planted channels in this data set: the importances above are what each method says, and no "
+                "method can be scored or called right here")
+    table = methods.set_index("method")
+    best = table["spearman_mean"].idxmax()
+    return (f"Best method by mean Spearman: {best} ({table.loc[best, 'spearman_mean']:+.2f}, top-1 "
+            f"{table.loc[best, 'top1_agreement']:.2f}, chance {1 / planted.shape[1]:.2f}).")

@@ -10,6 +10,7 @@ carry it.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -41,22 +42,6 @@ def cheating_table(rows: dict[str, dict[str, float]]) -> pd.DataFrame:
     return frame
 
 
-def cheating_verdict(table: pd.DataFrame, *, clean: str = "clean", cheating: str = "cheating",
-                     column: str = "grad_camo_cue_sites", margin: float = 0.02) -> str:
-    """A sentence saying whether the cheating model scores a lower Grad-CAMO than the clean one.
-
-    Args:
-        table: :func:`cheating_table` output.
-        margin: the smallest difference counted as lower.
-    """
-    values = table.set_index("model")[column]
-    diff = float(values[clean] - values[cheating])
-    holds = diff >= margin
-    return (f"Grad-CAMO ({column}): clean {values[clean]:.3f}, cheating {values[cheating]:.3f}, difference "
-            f"{diff:+.3f}: the cheating model {'does' if holds else 'does NOT'} put measurably less attention "
-            f"on the cells (margin {margin}).")
-
-
 def cued_training_sites(root: str | Path):
     """The labelled training sites of ``root`` as the cheating model saw them: with the class-coded cue
     of :mod:`rxlib.data.cue` (the same cue :func:`rxlib.data.splits.held_out_split` draws with
@@ -78,9 +63,17 @@ def _on_plates(sites, plates):
     return sites.subset(keep)
 
 
+class CheatingMeasurements(NamedTuple):
+    """What :func:`cheating_measurements` returns: ``table`` (:func:`cheating_table`) and ``per_image``
+    (Grad-CAMO per site, model and set of sites); unpacks as ``(table, per_image)``."""
+
+    table: pd.DataFrame
+    per_image: pd.DataFrame
+
+
 def cheating_measurements(models: dict[str, object], root: str | Path, *, layer: str, n_sites: int = 192,
                           seed: int = 0, masks: str = "auto", device: str | None = None,
-                          plates=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+                          plates=None) -> CheatingMeasurements:
     """Accuracy with and without the cue and Grad-CAMO of each model, for :func:`cheating_table`.
 
     Args:
@@ -97,7 +90,7 @@ def cheating_measurements(models: dict[str, object], root: str | Path, *, layer:
             were trained on; None: all).
 
     Returns:
-        ``(table, per_image)``: :func:`cheating_table` of the models, and the per-image Grad-CAMO
+        :class:`CheatingMeasurements` ``(table, per_image)``: :func:`cheating_table` of the models, and the per-image Grad-CAMO
         (:func:`rxlib.explain.gradcamo.grad_camo_dataset` rows with ``model`` and ``sites`` columns;
         ``sites`` is ``cue`` for training sites carrying the cue, ``held-out`` for the held-out ones).
     """
@@ -126,19 +119,34 @@ def cheating_measurements(models: dict[str, object], root: str | Path, *, layer:
                       "cell_fraction_cue_sites": float(cue_scores["cell_fraction"].mean()),
                       "cell_fraction_held_out": float(held_scores["cell_fraction"].mean()),
                       "layer": layer, "masks": cue_scores["masks"].iloc[0], "n_sites": len(cue_positions)}
-    return cheating_table(rows), pd.concat(frames, ignore_index=True)
+    return CheatingMeasurements(cheating_table(rows), pd.concat(frames, ignore_index=True))
 
 
-def paired_difference(per_image: pd.DataFrame, *, clean: str = "clean", cheating: str = "cheating",
-                      sites: str = "cue", column: str = "grad_camo") -> dict[str, float]:
-    """Mean paired difference clean - cheating of ``column`` over the same sites, with its standard error
-    and a two-sided p value (paired t test), so that "measurably lower" is a number.
+def cue_site_cams(models: dict[str, object], root: str | Path, *, layer: str, n_sites: int = 3,
+                  seed: int = 0) -> dict:
+    """Grad-CAM of each model on the same few training sites carrying the cue (for its own class), laid
+    out for :func:`rxlib.plotting.explain.plot_cam_grid`: one block of rows per model, in order.
+
+    Args:
+        models: name -> RxNet (e.g. ``{'clean': ..., 'cheating': ...}``).
+        root: the data set the cue is drawn into (:func:`cued_training_sites`).
+        n_sites: sites shown (spread over cell types, :func:`rxlib.explain.sites.sample_positions`).
+
+    Returns:
+        ``{'images': raw images (len(models) * n, C, H, W), 'cams': one map per image, 'titles':
+        '<model>: <cell type>, class <label>'}``.
     """
-    from scipy.stats import ttest_rel
+    import numpy as np
 
-    part = per_image[per_image["sites"] == sites].pivot_table(index="site_id", columns="model", values=column)
-    part = part[[clean, cheating]].dropna()
-    diff = part[clean] - part[cheating]
-    return {"sites": sites, "n": len(diff), "mean_difference": float(diff.mean()),
-            "standard_error": float(diff.std(ddof=1) / len(diff) ** 0.5) if len(diff) > 1 else float("nan"),
-            "p_value": float(ttest_rel(part[clean], part[cheating]).pvalue) if len(diff) > 1 else float("nan")}
+    from rxlib.explain.cam import grad_cam
+    from rxlib.explain.sites import sample_positions, site_batch
+
+    sites = cued_training_sites(root)  # a lazy data set: only the sites shown are read
+    shown = sample_positions(sites.table, n_sites, seed=seed)
+    batch = site_batch(sites, shown)
+    cams, titles = [], []
+    for name, model in models.items():
+        cams += list(grad_cam(model, batch["image"], batch["cell_type"], batch["label"].tolist(), layer=layer,
+                              upsample=True, normalise=True))
+        titles += [f"{name}: {sites.table['cell_type'][p]}, class {sites.table['label'][p]}" for p in shown]
+    return {"images": np.concatenate([sites.raw_images(shown)] * len(models)), "cams": cams, "titles": titles}

@@ -173,21 +173,6 @@ def feature_separation_table(features: dict[str, tuple[np.ndarray, np.ndarray]])
                           "feature_separation": feature_separation(x, y)} for name, (x, y) in features.items()])
 
 
-def compare_claim(table: pd.DataFrame, column: str, *, before: str, after: str, key: str = "model",
-                  claim: str = "", tolerance: float = 0.0) -> str:
-    """One sentence: does ``column`` grow from the ``before`` row to the ``after`` row (by more than ``tolerance``)?
-
-    Args:
-        table: rows identified by ``key`` (filter it to one head first).
-        claim: what the paper says, quoted in the sentence.
-    """
-    values = table.set_index(key)[column]
-    b, a = float(values[before]), float(values[after])
-    holds = a - b > tolerance
-    return (f"{claim + ': ' if claim else ''}{column} {before} {b:.3f} -> {after} {a:.3f} "
-            f"({a - b:+.3f}): {'holds' if holds else 'does NOT hold'} here.")
-
-
 def features_of(model: nn.Module, dataset, classes: Sequence[int], *, batch_size: int = 128,
                 device: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Embeddings (the 1024-d feature vectors of Figure 9) of the items of ``dataset`` whose label is in ``classes``.
@@ -212,3 +197,26 @@ def features_of(model: nn.Module, dataset, classes: Sequence[int], *, batch_size
     if not keep.any():
         raise ValueError(f"no items of classes {classes} in the data set")
     return out["embedding"][keep].astype(np.float64), out["label"][keep]
+
+
+def junk_note(junk: np.ndarray) -> str:
+    """``'<n> classes, of which <k> junk classes (no sample in any split): [ids]'`` (plain ints)."""
+    junk = np.asarray(junk, dtype=bool)
+    return (f"{len(junk)} classes, of which {int(junk.sum())} junk classes (no sample in any split): "
+            f"{[int(i) for i in np.flatnonzero(junk)]}")
+
+
+def template_tsne_frames(models: dict[str, nn.Module], head: str, junk: np.ndarray, *, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """``{name: t-SNE frame}`` of each model's ``head`` templates with their junk flags (Figures 7 and 8)."""
+    return {name: tsne_frame(template_matrix(model, head), junk=junk, seed=seed) for name, model in models.items()}
+
+
+def features_by_model(models: dict[str, nn.Module], dataset, classes: Sequence[int], *,
+                      device: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{name: (features, labels)}`` of :func:`features_of` for each model, on the same sites in the same order."""
+    return {name: features_of(model, dataset, classes, device=device) for name, model in models.items()}
+
+
+def feature_tsne_frames(features: dict[str, tuple[np.ndarray, np.ndarray]], *, seed: int = 0) -> dict[str, pd.DataFrame]:
+    """``{name: t-SNE frame}`` of each model's features, labelled by class (Figure 9)."""
+    return {name: tsne_frame(x, labels=y, seed=seed) for name, (x, y) in features.items()}

@@ -137,3 +137,35 @@ def filter_stats_table(model: nn.Module, layers: Sequence[tuple[int, int]] = FIG
     (``layers`` as for :func:`figure10_weights`; see :func:`figure10_layers` for smaller DenseNets)."""
     return pd.DataFrame([{"layer": name, **filter_band_block_stats(w, **kwargs)}
                          for name, w in figure10_weights(model, layers).items()])
+
+
+def figure10_layer_table(layers: Sequence[tuple[int, int]], arch: str,
+                         paper: Sequence[tuple[int, int]] = FIGURE10_LAYERS) -> pd.DataFrame:
+    """Which layer of ``arch`` stands for each of the paper's Figure 10 layers (:func:`figure10_layers`):
+    columns ``paper``, ``here`` (``'DB(b),DL(l)'``) and ``substituted`` (True where they differ)."""
+    return pd.DataFrame([{"paper": f"DB({pb}),DL({pl})", "here": f"{arch} DB({b}),DL({l})",
+                          "substituted": (pb, pl) != (b, l)} for (pb, pl), (b, l) in zip(paper, layers)])
+
+
+def initial_model(train: dict) -> nn.Module:
+    """The network of a training configuration (``run.config.train``) as it was before training: built
+    with the same architecture, classes and embedding size after seeding torch with the run's seed, the
+    baseline against which the trained filters' bands count (section 4.6)."""
+    from rxlib.models import build_model
+
+    torch.manual_seed(int(train.get("seed", 0)))
+    return build_model(train["arch"], train["n_classes"], embedding_dim=train["embedding_dim"])
+
+
+#: Columns of :func:`trained_vs_initial_table`.
+COMPARISON_COLUMNS = ("model", "layer", "n_filters", "n_inputs", "band_fraction", "duplicate_fraction",
+                      "n_duplicate_groups", "n_blocks", "redundant_fraction")
+
+
+def trained_vs_initial_table(trained: nn.Module, initial: nn.Module,
+                             layers: Sequence[tuple[int, int]] = FIGURE10_LAYERS) -> pd.DataFrame:
+    """:func:`filter_stats_table` of the trained network and of the same network at initialisation
+    (:func:`initial_model`), one row per (model, layer), columns :data:`COMPARISON_COLUMNS`."""
+    frame = pd.concat([filter_stats_table(trained, layers).assign(model="trained"),
+                       filter_stats_table(initial, layers).assign(model="initialisation")], ignore_index=True)
+    return frame[list(COMPARISON_COLUMNS)]

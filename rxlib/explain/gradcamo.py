@@ -13,6 +13,7 @@ latter against the former.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -253,6 +254,33 @@ def resolve_masks(root: str | Path, masks: str = "auto") -> str:
     if masks == "truth" and not has_truth_masks(root):
         raise ValueError(f"{root} has no truth/masks folder: use masks='segmentation' (real data)")
     return masks
+
+
+#: The columns of :func:`segmentation_check`'s per-cell-type table.
+SEGMENTATION_COLUMNS = ("dice", "iou", "precision", "recall", "n_true", "n_predicted")
+
+
+@dataclass(frozen=True)
+class SegmentationCheck:
+    """The segmentation scored against the truth, per cell type (``table``, empty without truth masks),
+    and a note saying what was scored."""
+
+    table: pd.DataFrame
+    note: str
+
+
+def segmentation_check(root: str | Path, sites, n_sites: int = 48, *, seed: int = 0) -> SegmentationCheck:
+    """:func:`segmentation_table` on a sample of ``sites`` (a data set with a ``table``, spread over cell
+    types), averaged per cell type; where ``root`` has no truth masks, an empty table and a note
+    saying the segmentation cannot be scored."""
+    from rxlib.explain.sites import sample_positions
+
+    if not has_truth_masks(root):
+        return SegmentationCheck(pd.DataFrame(columns=list(SEGMENTATION_COLUMNS)),
+                                 f"no truth masks under {root}: the segmentation Grad-CAMO used above cannot be scored here")
+    sample = sites.table.iloc[sample_positions(sites.table, n_sites, seed=seed)]
+    table = segmentation_table(root, sample).groupby("cell_type").mean(numeric_only=True)[list(SEGMENTATION_COLUMNS)]
+    return SegmentationCheck(table.round(3), f"segmentation of {len(sample)} sites of {root} scored against the truth masks")
 
 
 def grad_camo_dataset(model, dataset, root: str | Path, positions: Sequence[int] | None = None, *,

@@ -79,6 +79,11 @@ def pick_examples(predictions: pd.DataFrame, *, by: str = "cell_type", well_type
     return ranked.groupby(by, sort=True).head(1).sort_values(by).reset_index(drop=True)
 
 
+def example_titles(examples: pd.DataFrame) -> list[str]:
+    """One title per row of :func:`pick_examples`: ``'<cell type>, class <label> (p=<top-1 probability>)'``."""
+    return [f"{r.cell_type}, class {r.label} (p={r.top1_prob:.2f})" for r in examples.itertuples()]
+
+
 def best_recognised_group(predictions: pd.DataFrame, *, well_type: str = "treatment",
                           by: Sequence[str] = ("cell_type", "label")) -> dict:
     """The (cell type, class) whose sites the model recognises best: highest mean probability of the

@@ -398,7 +398,7 @@ def control_check_verdict(negative, positive, *, model: str = "clean", seeds: It
             samples), or per seed means with ``paired=True, unit='seeds'``.
     """
     a, b = _finite(negative, "negative"), _finite(positive, "positive")
-    return make_verdict(f"sec2.2-controls-{model}", "paper",
+    return make_verdict(f"sec2.2-controls-{model.replace(' ', '_')}", "paper",
                         "A model that learnt the perturbations is far less sure of negative controls than of positive ones.",
                         f"top-1 probability negative - positive controls ({model})",
                         difference_ci(a, b, paired=paired, **ci), n=min(len(a), len(b)), unit=unit,
@@ -471,8 +471,10 @@ def silhouette_per_item(vectors: np.ndarray, labels, metric: str = "cosine") -> 
 
 
 def run_seeds(*runs) -> tuple[int, ...]:
-    """The training seeds of registry runs (:class:`~rxlib.train.registry.TrainedModel`), sorted, unique."""
-    return tuple(sorted({int(r.config.train.get("seed", 0)) for r in runs}))
+    """The training seeds of registry runs (:class:`~rxlib.train.registry.TrainedModel`), sorted, unique;
+    a dict of runs (``ctx.models("05")``) counts as its values."""
+    flat = [r for run in runs for r in (run.values() if isinstance(run, dict) else [run])]
+    return tuple(sorted({int(r.config.train.get("seed", 0)) for r in flat}))
 
 
 def oscillation_steps(history: pd.DataFrame, column: str, *, relative: bool = False) -> np.ndarray:
@@ -527,6 +529,43 @@ def pseudo_label_verdicts(models: dict, junk: np.ndarray, features: dict | None 
         paired = len(y0) == len(y1) and np.array_equal(np.asarray(y0), np.asarray(y1))
         out.append(pseudo_label_verdict("fig9-feature-separation", silhouette_per_item(x0, y0), silhouette_per_item(x1, y1),
                                         unit="sites", paired=paired, seeds=seeds, **ci))
+    return out
+
+
+#: Section 4.4's generalisation claims, tested by notebook 04's ablation: run label -> statement.
+ABLATION_CLAIMS = {
+    "+CutMix": "CutMix helps the model generalise better (section 4.4).",
+    "+pseudo-labels": "Pseudo-labelling helps the model generalise on the validation set (section 4.4, Figure 6).",
+    "+CutMix +pseudo-labels": "Pseudo-labels and CutMix together (PL+CM+CD) make the model generalise better than "
+                              "the baseline (sections 3.3-3.4, Figure 6).",
+}
+
+
+def ablation_verdicts(runs: dict, *, baseline: str = "baseline", group: str | None = "experiment",
+                      **ci) -> list[Verdict]:
+    """Notebook 04's ablation: each run's held-out accuracy (softmax head) against ``baseline``'s, paired
+    over the held-out sites both were scored on (:func:`rxlib.train.evaluate.correct_per_site`),
+    sites resampled by ``group`` (experiment: sites of one experiment share its batch effect). With
+    pseudo-labels the held-out images were seen unlabelled in training: a transductive score.
+
+    Args:
+        runs: ``{label: TrainedModel}`` (``ctx.models("04")``); labels of :data:`ABLATION_CLAIMS` get
+            the paper's statement.
+    """
+    from rxlib.train.evaluate import correct_per_site
+
+    base = correct_per_site(runs[baseline].predictions)
+    out = []
+    for label, run in runs.items():
+        if label == baseline:
+            continue
+        both = base.join(correct_per_site(run.predictions)["correct"].rename("other"), how="inner")
+        out.append(make_verdict(f"sec4.4-generalises-{label.strip('+').replace(' +', '-').replace(' ', '_')}", "paper",
+                                ABLATION_CLAIMS.get(label, f"{label} generalises better than {baseline}."),
+                                f"held-out accuracy (softmax head): {label} - {baseline}",
+                                difference_ci(both["other"], both["correct"], paired=True,
+                                              groups=both[group].to_numpy() if group else None, **ci),
+                                n=len(both), unit="held-out sites", threshold=0.0, seeds=run_seeds(runs[baseline], run)))
     return out
 
 
@@ -591,11 +630,13 @@ def channel_verdicts(importances: dict, labels, planted: pd.DataFrame, *, method
     Args:
         importances: method -> per-image ``(N, C)`` or per-class DataFrame (the notebook's dict).
         labels: class per image.
-        planted: :func:`rxlib.explain.channels.planted_importance`.
+        planted: :func:`rxlib.explain.channels.planted_importance`; None (no truth) gives no verdicts.
         methods: which methods (default: the eq. 15 and DCMIX ones).
     """
     from rxlib.explain.channels import per_class_recovery
 
+    if planted is None:  # no planted channels (real data): nothing to score
+        return []
     chosen = [m for m in importances if m.startswith("eq15") or "DCMIX" in m] if methods is None else list(methods)
     out = []
     for method in chosen:

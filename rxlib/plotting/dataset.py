@@ -94,6 +94,14 @@ def channel_mean_distribution(intensities: pd.DataFrame, title: str = "") -> Fig
     return fig
 
 
+def site_panels(stack: np.ndarray | None, title: str = "") -> list[Figure]:
+    """Figure 1's two views of one site, :func:`channel_panel` and :func:`composite_panel`; none when
+    ``stack`` is None (the site is not there, e.g. the real pieces are absent)."""
+    if stack is None:
+        return []
+    return [channel_panel(stack, title), composite_panel(stack, title)]
+
+
 def plate_layout(table: pd.DataFrame, experiment: str, plate: int) -> Figure:
     """Which wells of a 16 x 24 plate hold treatments, positive and negative controls."""
     wells = table[(table["experiment"] == experiment) & (table["plate"] == plate)].drop_duplicates("well")

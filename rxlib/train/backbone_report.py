@@ -27,6 +27,13 @@ def table2_comparison(arch: str = "densenet161", input_size: tuple[int, int, int
     return table
 
 
+def table2_match_note(table: pd.DataFrame) -> str:
+    """How many stages of :func:`table2_comparison` match the paper's Table 2, and which differ."""
+    differing = table.loc[~table["matches"].astype(bool), "stage"].tolist()
+    return (f"{int(table['matches'].sum())} of {len(table)} stages match the paper's Table 2; "
+            f"differing: {', '.join(differing) if differing else 'none'}")
+
+
 def dense_block_structure(model: RxNet | nn.Module, block: str = "denseblock1") -> pd.DataFrame:
     """The layers of one dense block, read from the module: per layer its input channels (block input
     plus all earlier layers' outputs), bottleneck width (the 1x1 convolution's outputs), growth (the

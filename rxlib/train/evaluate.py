@@ -184,12 +184,36 @@ def loss_stability_table(results: dict, last: int | None = None) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
-def stability_verdict(table: pd.DataFrame, unstable: str = "arc", stable: str = "composite",
-                      column: str = "osc_val_acc") -> str:
-    """One sentence saying whether the run ``unstable`` oscillates more than ``stable`` in ``column``
-    (section 4.3: arc-margin alone oscillates, the composite loss is stable), with the numbers."""
-    by_run = table.set_index("run")[column]
-    a, b = float(by_run[unstable]), float(by_run[stable])
-    holds = a > b
-    return (f"{column}: {unstable} {a:.4f} vs {stable} {b:.4f} -> the claim that {unstable} alone oscillates more "
-            f"than {stable} {'holds' if holds else 'does NOT hold'} here (ratio {a / b if b else float('inf'):.2f}).")
+def chance_level(runs, name: str | None = None) -> float:
+    """Chance accuracy (1 / classes present) on the held-out sites of a
+    :class:`~rxlib.train.registry.TrainedModel`, or of run ``name`` of a dict of them (default: the
+    first; the runs of one comparison are scored on the same sites)."""
+    run = (runs[name] if name is not None else next(iter(runs.values()))) if isinstance(runs, dict) else runs
+    return float(run.accuracy.set_index("cell_type").loc["all", "chance"])
+
+
+def histories(runs: dict) -> dict[str, pd.DataFrame]:
+    """``{label: history}`` of ``{label: TrainedModel}``, for :func:`rxlib.plotting.training.training_curves`."""
+    return {name: run.history for name, run in runs.items()}
+
+
+def loss_comparison_table(results: dict) -> pd.DataFrame:
+    """Notebook 03's table: :func:`loss_stability_table` beside :func:`final_accuracy_table`, one row per run."""
+    return loss_stability_table(results).merge(final_accuracy_table(results).drop(columns=["loss"]), on="run")
+
+
+def correct_per_site(predictions: pd.DataFrame, head: str = "softmax") -> pd.DataFrame:
+    """Per labelled site: ``correct`` (1.0 when ``head`` predicts the label, else 0.0) and its
+    ``experiment``, indexed by ``site_id`` (the units of a paired accuracy comparison)."""
+    labelled = predictions[predictions["label"] >= 0]
+    correct = (labelled[f"pred_{head}"] == labelled["label"]).astype(float)
+    return pd.DataFrame({"correct": correct.to_numpy(), "experiment": labelled["experiment"].to_numpy()},
+                        index=pd.Index(labelled["site_id"].to_numpy(), name="site_id"))
+
+
+def controls_table(runs: dict) -> pd.DataFrame:
+    """The control check of section 2.2 of several runs: :func:`control_confidence` of each
+    ``{name: TrainedModel}``, one block of rows per run with its ``model`` column first."""
+    frames = [run.controls.assign(model=name) for name, run in runs.items()]
+    table = pd.concat(frames, ignore_index=True)
+    return table[["model"] + [c for c in table.columns if c != "model"]]

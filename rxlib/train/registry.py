@@ -241,3 +241,15 @@ def cached_table(name: str, identity: dict, data_root: str | os.PathLike, comput
                                          "data_root": str(data_root)}, indent=2, default=str) + "\n")
     write_csv(path, frame.reset_index() if index else frame)
     return frame
+
+
+def models_of(runs: dict) -> dict:
+    """``{label: RxNet}`` of ``{label: TrainedModel}``: the networks alone, for the explanation functions."""
+    return {name: run.model for name, run in runs.items()}
+
+
+def provenance_table(runs: dict) -> pd.DataFrame:
+    """Where each of ``{label: TrainedModel}`` came from: ``run``, ``source`` (``'trained now'`` or
+    ``'loaded from the registry'``) and its registry ``folder`` name."""
+    return pd.DataFrame([{"run": name, "source": "trained now" if run.trained_now else "loaded from the registry",
+                          "folder": run.folder.name} for name, run in runs.items()], columns=["run", "source", "folder"])

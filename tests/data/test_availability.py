@@ -70,3 +70,38 @@ def test_class_scheme_of_a_synthetic_set_without_truth(tmp_path):
     pd.DataFrame([("treatment", 3), ("negative_control", 1138)], columns=["well_type", "sirna_id"]).to_csv(
         tmp_path / "metadata.csv", index=False)
     assert class_scheme(tmp_path) == ClassScheme()  # RxRx1's own negative control: RxRx1's scheme
+
+
+def test_example_site_title_and_an_absent_fallback(tiny_root):
+    table = read_metadata(tiny_root)
+    shown = example_site(tiny_root, table, fallback=(None, None))  # real pieces absent: no fallback
+    row = shown.row
+    assert shown.title == f"{row['site_id']} ({row['cell_type']}, class {row['label']})"
+
+
+def test_intensity_sample_from_the_root_or_its_fallback(tiny_root, real_rxrx1):
+    from rxlib.data.availability import intensity_sample
+
+    table = read_metadata(tiny_root)
+    own = intensity_sample(tiny_root, table, 100, fallback=(None, None))
+    n = len(table)
+    assert own.root == tiny_root and len(own.sites) == n and own.note == f"intensities of {n} sites with images, from {tiny_root}"
+    root19, root23 = real_rxrx1 / "kaggle-2019", real_rxrx1 / "kaggle-2023"
+    other = intensity_sample(root19, read_metadata(root19), 100, fallback=(root23, read_metadata(root23)))
+    assert other.root == root23 and len(other.sites) == 36
+    assert other.note.startswith(f"{root19} holds no images: Figure 3 is drawn from the real pieces in {root23}")
+    with pytest.raises(FileNotFoundError, match="kaggle-2019"):
+        intensity_sample(root19, read_metadata(root19), 100, fallback=(None, None))
+
+
+def test_real_example_reads_the_real_site_or_says_it_is_absent(real_rxrx1):
+    from rxlib.data.availability import REAL_EXAMPLE_SITE, optional_metadata, real_example
+
+    absent = real_example(None, None)
+    assert absent.stack is None and "real RxRx1 pieces not found" in absent.note
+    assert optional_metadata(None) is None
+    root = real_rxrx1 / "kaggle-2023"
+    found = real_example(root, optional_metadata(root))
+    assert found.stack.shape == (6, 512, 512) and found.title == f"real RxRx1: {REAL_EXAMPLE_SITE} (negative control)"
+    with pytest.raises(KeyError, match="no-such-site"):
+        real_example(root, optional_metadata(root), "no-such-site")

@@ -1,4 +1,5 @@
 import pandas as pd
+import pytest
 
 from rxlib.cli import main
 from rxlib.data.metadata import read_metadata
@@ -70,3 +71,58 @@ def test_nuclei_are_counted_on_every_kth_site_only_when_capped(tiny_root):
     first = read_png(channel_paths(tiny_root, table.iloc[0]["image_stem"])[0])
     assert w1_every.loc[0, "n_nuclei"] == count_nuclei(first)
     assert (capped["mean"] == every["mean"]).all()  # the cap changes what is counted, not what is read
+
+def test_table1_comparison_and_the_check_of_the_printed_table(real_rxrx1, tiny_root):
+    from rxlib.data.stats import PAPER_TABLE1, paper_table1_check, table1_comparison
+
+    real = read_metadata(real_rxrx1 / "kaggle-2023")
+    tiny = read_metadata(tiny_root)
+    both = table1_comparison(class_sets(tiny), real, "tiny")
+    assert list(both.columns) == ["samples_per_class", "paper (as printed)", "real RxRx1 (Kaggle 2023)", "this data (tiny)"]
+    assert both.set_index("samples_per_class").loc["total", "real RxRx1 (Kaggle 2023)"] == 1108
+    assert "real RxRx1 (Kaggle 2023)" not in table1_comparison(class_sets(tiny), None, "tiny").columns
+    assert paper_table1_check(real) == "paper minus real, per class set: {29: 0, 31: 0, 32: -4, 33: -4}"
+    assert "not found" in paper_table1_check(None)
+    assert sum(PAPER_TABLE1.values()) == 1100
+    with pytest.raises(ValueError, match="expected 1108"):
+        paper_table1_check(tiny)
+
+
+def _intensities(n_nuclei_synth: float) -> pd.DataFrame:
+    rows = []
+    for source, nuclei in (("real", 100.0), ("synthetic", n_nuclei_synth)):
+        for channel in (1, 2):
+            rows.append({"source": source, "cell_type": "HEPG2", "channel": channel, "mean": 10.0 + channel,
+                         "height": 512, "width": 512, "n_nuclei": nuclei})
+    return pd.DataFrame(rows)
+
+
+def test_realism_note_flags_values_far_from_the_real_data():
+    from rxlib.data.stats import realism_flags, realism_note, realism_summary
+
+    frame = _intensities(30.0)
+    summary = realism_summary(frame[frame["source"] == "real"], frame[frame["source"] == "synthetic"])
+    assert realism_flags(summary) == ["nuclei per field of HEPG2 (ratio 0.30)"]
+    assert realism_note(summary).startswith("FLAGGED") and "nuclei per field of HEPG2" in realism_note(summary)
+    close = _intensities(90.0)
+    summary = realism_summary(close[close["source"] == "real"], close[close["source"] == "synthetic"])
+    assert realism_flags(summary) == [] and realism_note(summary).startswith("Every synthetic value")
+    alone = realism_summary(close.iloc[0:0], close[close["source"] == "synthetic"])
+    assert realism_note(alone).startswith("No real images")
+
+
+def test_channel_variance_first_plate_and_measured_intensities(tiny_root):
+    from rxlib.data.stats import channel_variance, first_training_plate, measure_intensities, real_intensities
+
+    table = read_metadata(tiny_root)
+    measured = measure_intensities(tiny_root, table)
+    assert measured.note == f"images read: {len(table) * 6}; absent or unreadable channel files: 0"
+    variance = channel_variance(measured.values)
+    assert list(variance.index) == ["mean", "var"] and list(variance.columns) == [1, 2, 3, 4, 5, 6]
+    plate = first_training_plate(table)
+    first = table[table["split"] == "train"].iloc[0]
+    assert plate == {"experiment": first["experiment"], "plate": int(first["plate"])} and type(plate["plate"]) is int
+    with pytest.raises(ValueError, match="no training site"):
+        first_training_plate(table[table["split"] != "train"])
+    empty = real_intensities(None, None, like=measured.values)
+    assert empty.values.empty and list(empty.values.columns) == list(measured.values.columns)

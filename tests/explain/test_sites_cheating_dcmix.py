@@ -20,6 +20,7 @@ from rxlib.explain.dcmix import (
 )
 from rxlib.explain.gradcamo import grad_camo_dataset, grad_camo_summary
 from rxlib.explain.sites import (
+    example_titles,
     best_recognised_group,
     pick_examples,
     sample_positions,
@@ -94,17 +95,20 @@ def test_grad_camo_dataset_scores_against_the_truth(untrained, tiny_root):
 
 
 def test_cheating_measurements_on_the_same_data(untrained, tiny_root):
-    table, per_image = cheating.cheating_measurements({"clean": untrained, "cheating": untrained}, tiny_root,
-                                                      layer="denseblock2", n_sites=4)
+    measured = cheating.cheating_measurements({"clean": untrained, "cheating": untrained}, tiny_root,
+                                              layer="denseblock2", n_sites=4)
+    table, per_image = measured  # a named tuple: unpacks as before
+    assert measured.table is table and measured.per_image is per_image
     assert table["model"].tolist() == ["clean", "cheating"]
     assert {"acc_train_with_cue", "acc_train_without_cue", "acc_held_out", "grad_camo_cue_sites",
             "grad_camo_held_out", "cue_dependence"} <= set(table.columns)
     assert set(table["masks"]) == {"truth"}  # the synthetic set has its cell masks
-    # the same model on both sides: no difference, and the verdict says so
+    # the same model on both sides: no difference, and the paired verdict says the claim does not hold
     assert table["grad_camo_cue_sites"].nunique() == 1
-    assert "does NOT" in cheating.cheating_verdict(table)
-    paired = cheating.paired_difference(per_image)
-    assert paired["mean_difference"] == pytest.approx(0.0)
+    from rxlib.explain.verdicts import grad_camo_verdicts
+
+    cue = [v for v in grad_camo_verdicts(cheat_scores=per_image, group=None, n_resamples=99) if v.claim.endswith("cue")]
+    assert cue[0].estimate == pytest.approx(0.0) and cue[0].holds is not True
 
 
 def test_cued_training_sites_differ_from_the_clean_ones_in_the_cue_channel_only(tiny_root):
@@ -117,13 +121,12 @@ def test_cued_training_sites_differ_from_the_clean_ones_in_the_cue_channel_only(
     assert cued.cue is not None and clean.cue is None
 
 
-def test_cheating_table_and_verdict():
+def test_cheating_table():
     table = cheating.cheating_table({"clean": {"acc_train_with_cue": 0.8, "acc_train_without_cue": 0.8,
                                                "grad_camo_cue_sites": 0.8},
                                      "cheating": {"acc_train_with_cue": 0.95, "acc_train_without_cue": 0.4,
                                                   "grad_camo_cue_sites": 0.6}})
     assert table.set_index("model").loc["cheating", "cue_dependence"] == pytest.approx(0.55)
-    assert "does put" in cheating.cheating_verdict(table)
 
 
 def test_dcmix_finds_the_only_informative_channel():
@@ -198,3 +201,33 @@ def test_grad_camo_without_truth_uses_the_segmentation(untrained, tiny_root, tmp
     assert set(frame["masks"]) == {"segmentation"}
     with pytest.raises(ValueError, match="no truth/masks"):
         grad_camo_dataset(model, split_sites(plain, "test", storage="png"), plain, masks="truth")
+
+
+def test_example_titles_quote_class_and_probability():
+    examples = pd.DataFrame({"cell_type": ["A", "B"], "label": [1, 3], "top1_prob": [0.612, 0.5]})
+    assert example_titles(examples) == ["A, class 1 (p=0.61)", "B, class 3 (p=0.50)"]
+
+
+def test_cue_site_cams_one_block_of_rows_per_model(untrained, tiny_root):
+    grid = cheating.cue_site_cams({"clean": untrained, "cheating": untrained}, tiny_root, layer="denseblock2",
+                                  n_sites=2, seed=0)
+    assert grid["images"].shape[0] == 4 and len(grid["cams"]) == 4 and len(grid["titles"]) == 4
+    assert grid["titles"][0].startswith("clean: ") and grid["titles"][2].startswith("cheating: ")
+    assert np.array_equal(grid["images"][:2], grid["images"][2:])
+    assert grid["cams"][0].shape == grid["images"].shape[2:]
+    assert np.allclose(grid["cams"][0], grid["cams"][2])  # the same model: the same maps
+
+
+def test_segmentation_check_with_and_without_truth(tiny_root, tmp_path):
+    import shutil
+
+    from rxlib.explain.gradcamo import SEGMENTATION_COLUMNS, segmentation_check
+
+    sites = split_sites(tiny_root, "test")
+    found = segmentation_check(tiny_root, sites, 2, seed=0)
+    assert list(found.table.columns) == list(SEGMENTATION_COLUMNS) and len(found.table) >= 1
+    assert found.table["dice"].between(0, 1).all() and "scored against the truth masks" in found.note
+    plain = tmp_path / "no-truth"
+    shutil.copytree(tiny_root, plain, ignore=shutil.ignore_patterns("truth", ".rxlib-*"))
+    missing = segmentation_check(plain, sites, 2)
+    assert missing.table.empty and missing.note.startswith(f"no truth masks under {plain}")

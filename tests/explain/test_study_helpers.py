@@ -1,4 +1,4 @@
-"""Helpers the explanation notebooks call: template and feature tables, claim sentences, the Figure 10
+"""Helpers the explanation notebooks call: template and feature tables, the Figure 10
 and Figure 12 layers, importances over a set, the new figures, the cached tables and the cheating config."""
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from rxlib.explain import (
-    compare_claim,
     feature_separation_table,
     figure10_layers,
     figure10_weights,
@@ -36,12 +35,6 @@ def test_template_table_rows_per_model_and_head(tiny_model):
     assert table["spread_actual"].between(0, 2).all() and (table["n_junk"] == 2).all()
     with pytest.raises(ValueError, match="junk flags"):
         template_table({"a": tiny_model}, junk[:5])
-
-
-def test_compare_claim_sentence():
-    table = pd.DataFrame({"model": ["before", "after"], "x": [0.5, 0.52]})
-    assert "holds here" in compare_claim(table, "x", before="before", after="after")
-    assert "does NOT hold" in compare_claim(table, "x", before="before", after="after", tolerance=0.05)
 
 
 def test_feature_separation_table():

@@ -241,3 +241,29 @@ def test_channel_verdicts_pick_eq15_and_dcmix():
                                         "channels-top1-DCMIX_(per_class)", "channels-spearman-DCMIX_(per_class)"]
     assert [v.source for v in found] == ["paper", "paper", "DCMIX", "DCMIX"]
     assert found[1].holds is True
+
+
+def test_ablation_verdicts_pair_the_held_out_sites():
+    sites = [f"s{i}" for i in range(60)]
+    truth = np.arange(60) % 5
+    base_pred = np.where(np.arange(60) % 2 == 0, truth, -1)        # half right
+    better_pred = np.where(np.arange(60) % 10 == 9, -1, truth)     # 9 in 10 right
+    frame = lambda pred: pd.DataFrame({"site_id": sites, "label": truth, "pred_softmax": pred,
+                                       "experiment": np.repeat(list("abcdef"), 10)})
+    runs = {"baseline": _run("composite", [0.5], seed=1, predictions=frame(base_pred)),
+            "+pseudo-labels": _run("composite", [0.5], seed=1, predictions=frame(better_pred)),
+            "+CutMix": _run("composite", [0.5], seed=2, predictions=frame(base_pred).iloc[::-1])}  # same sites, other order
+    found = vd.ablation_verdicts(runs, **FAST)
+    assert [v.claim for v in found] == ["sec4.4-generalises-pseudo-labels", "sec4.4-generalises-CutMix"]
+    assert found[0].estimate == pytest.approx(0.9 - 0.5) and found[0].holds is True and found[0].n == 60
+    assert found[0].statement == vd.ABLATION_CLAIMS["+pseudo-labels"] and "grouped (6 groups)" in found[0].interval_method
+    assert found[1].estimate == 0.0 and found[1].holds is not True and found[1].seeds == (1, 2)
+
+
+def test_run_seeds_of_dicts_no_planted_channels_and_control_claim_ids():
+    runs = {"a": _run("composite", [0.5], seed=2), "b": _run("composite", [0.5], seed=1)}
+    assert vd.run_seeds(runs) == (1, 2) == vd.run_seeds(runs["a"], runs["b"], runs)
+    assert vd.channel_verdicts({"eq15_printed[L]": np.ones((2, 6))}, [0, 1], None) == []
+    pred = pd.DataFrame({"well_type": ["negative_control"] * 5 + ["positive_control"] * 5, "top1_prob": np.r_[_shift(0.2, 5), _shift(0.9, 5)]})
+    (v,) = vd.control_verdicts({"clean twin": _run("composite", [0.5], predictions=pred)}, **FAST)
+    assert v.claim == "sec2.2-controls-clean_twin"

@@ -73,3 +73,13 @@ def test_sample_sites_is_even_over_experiments(tiny_root):
     sampled = sample_sites(table, 4, seed=0)
     assert sampled["experiment"].value_counts().to_dict() == {"HEPG2-01": 2, "U2OS-02": 2}
     assert sample_sites(table, 100).equals(table)
+
+
+def test_site_panels_draw_both_views_or_none():
+    stack = np.random.default_rng(0).integers(0, 255, (6, 16, 16), dtype=np.uint8)
+    figures = plots.site_panels(stack, "a site")
+    assert len(figures) == 2 and len(figures[0].axes) >= 6 and len(figures[1].axes) >= 1
+    assert plots.site_panels(None, "absent") == []
+    import matplotlib.pyplot as plt
+
+    plt.close("all")

@@ -26,3 +26,13 @@ def test_dense_block_channels_grow_by_the_growth_rate():
 def test_not_a_dense_block():
     with pytest.raises(ValueError, match="not a dense block"):
         dense_block_of("tiny_densenet", "transition1")
+
+
+def test_table2_match_note_names_the_differing_stages():
+    import pandas as pd
+
+    from rxlib.train.backbone_report import table2_match_note
+
+    table = pd.DataFrame({"stage": ["conv0", "denseblock1", "classifier"], "matches": [True, False, False]})
+    assert table2_match_note(table) == "1 of 3 stages match the paper's Table 2; differing: denseblock1, classifier"
+    assert table2_match_note(table.assign(matches=True)).endswith("3 of 3 stages match the paper's Table 2; differing: none")

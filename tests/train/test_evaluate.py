@@ -13,8 +13,12 @@ from rxlib.train.evaluate import (
     back_and_forth,
     control_confidence,
     oscillation,
+    chance_level,
+    controls_table,
+    correct_per_site,
+    histories,
+    loss_comparison_table,
     predictions_table,
-    stability_verdict,
 )
 
 
@@ -58,11 +62,38 @@ def test_back_and_forth_ignores_steady_progress():
     assert back_and_forth(zigzag, "a") == pytest.approx(0.2 / 3)
 
 
-def test_stability_verdict_says_both_ways():
-    table = pd.DataFrame({"run": ["arc", "composite"], "osc_val_acc": [0.1, 0.02]})
-    assert "holds here" in stability_verdict(table)
-    table["osc_val_acc"] = [0.01, 0.02]
-    assert "does NOT hold" in stability_verdict(table)
+def _trained(loss: str, acc, predictions: pd.DataFrame | None = None):
+    from types import SimpleNamespace
+
+    from rxlib.train.evaluate import accuracy_by_cell_type, control_confidence
+
+    predictions = _predictions() if predictions is None else predictions
+    history = pd.DataFrame({f"{part}_{kind}_{head}": acc for part in ("train", "val") for kind in ("acc", "loss")
+                            for head in ("softmax", "arc")}).assign(val_loss=1.0, seconds=2.0)
+    config = SimpleNamespace(train={"loss": loss, "seed": 0, "arch": "tiny", "cutmix": False, "pseudo_label": False,
+                                    "epochs": len(acc)})
+    return SimpleNamespace(config=config, history=history, predictions=predictions,
+                           accuracy=accuracy_by_cell_type(predictions), controls=control_confidence(predictions))
+
+
+def test_chance_histories_and_the_loss_table():
+    runs = {"arc": _trained("arc", [0.1, 0.3, 0.2]), "composite": _trained("composite", [0.1, 0.2, 0.3])}
+    assert chance_level(runs) == pytest.approx(1 / 5) == chance_level(runs["arc"]) == chance_level(runs, "composite")
+    assert list(histories(runs)) == ["arc", "composite"] and histories(runs)["arc"] is runs["arc"].history
+    table = loss_comparison_table(runs)
+    assert table["run"].tolist() == ["arc", "composite"] and table["loss"].tolist() == ["arc", "composite"]
+    assert {"osc_val_acc", "acc_softmax", "chance", "train_seconds"} <= set(table.columns)
+    assert table.set_index("run").loc["arc", "osc_val_acc"] == pytest.approx(0.15)
+
+
+def test_correct_per_site_and_the_controls_of_several_runs():
+    pred = _predictions().assign(site_id=[f"s{i}" for i in range(5)], experiment=["A", "A", "B", "B", "B"])
+    correct = correct_per_site(pred)
+    assert correct["correct"].tolist() == [1.0, 0.0, 1.0, 1.0, 0.0] and correct.index.name == "site_id"
+    assert correct_per_site(pred, "arc")["correct"].tolist() == [1.0, 1.0, 1.0, 0.0, 0.0]
+    assert correct["experiment"].tolist() == ["A", "A", "B", "B", "B"]
+    table = controls_table({"main": _trained("composite", [0.1, 0.2]), "twin": _trained("composite", [0.1, 0.2])})
+    assert list(table.columns[:2]) == ["model", "well_type"] and table["model"].tolist() == ["main"] * 3 + ["twin"] * 3
 
 
 def test_predictions_on_a_tiny_model(tiny_synth):

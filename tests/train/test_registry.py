@@ -50,3 +50,14 @@ def test_a_different_config_trains_again(tiny_synth, registry_cache, counted_tra
 def test_pseudo_labels_and_cutmix_run(tiny_synth, registry_cache, tiny_run):
     result = registry.train_or_load(run_config("smoke", **tiny_run, cutmix=True, pseudo_label=True), tiny_synth)
     assert result.history["alpha"].iloc[-1] > 0 and len(result.history) == 2
+
+
+def test_models_of_and_provenance_table(tmp_path):
+    from types import SimpleNamespace
+
+    runs = {"a": SimpleNamespace(model="net-a", trained_now=True, folder=tmp_path / "key-a"),
+            "b": SimpleNamespace(model="net-b", trained_now=False, folder=tmp_path / "key-b")}
+    assert registry.models_of(runs) == {"a": "net-a", "b": "net-b"}
+    table = registry.provenance_table(runs)
+    assert table.values.tolist() == [["a", "trained now", "key-a"], ["b", "loaded from the registry", "key-b"]]
+    assert list(registry.provenance_table({}).columns) == ["run", "source", "folder"]
