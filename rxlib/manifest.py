@@ -164,6 +164,12 @@ PAPER_ITEMS: tuple[PaperItem, ...] = (
     PaperItem("Extra: cheating model", "07_gradcam", ("cheating_model_gradcam", "table_cheating_model"),
               "A model trained with a planted spurious cue: accuracy with and without the cue, and Grad-CAM "
               "showing attention on the cue.", reduced=True),
+    PaperItem("Extra: sanity checks of Grad-CAM", "07_gradcam", ("sanity_gradcam", "table_sanity_gradcam"),
+              "Adebayo et al. (2018): Grad-CAM as the model is randomised block by block, and for a model trained "
+              "on shuffled labels; Spearman and SSIM against the trained model's maps, with pass/fail.", reduced=True),
+    PaperItem("Extra: localisation", "07_gradcam", ("table_localisation",),
+              "Pointing game, relevance mass and rank accuracy of Grad-CAM against the planted cell and phenotype "
+              "masks (segmented cells where there is no truth), beside their chance levels."),
     # 08: channel attention
     PaperItem("Figure 12", "08_channel_attention", ("fig12_channel_attention",),
               "Attention versus channel for DenseBlock 4, DenseLayer 24."),
@@ -171,6 +177,10 @@ PAPER_ITEMS: tuple[PaperItem, ...] = (
               ("table_channel_importance_methods",),
               "Channel importance by several methods (attention, occlusion, learned DCMIX-style weights) "
               "compared with the planted ground truth."),
+    PaperItem("Extra: sanity checks of channel importance", "08_channel_attention",
+              ("sanity_channel_methods", "table_sanity_channel_methods"),
+              "Adebayo et al. (2018)'s cascading randomisation for every channel-importance method (eq. 15 in "
+              "each reading, occlusion, gradient x input): Spearman against the trained model's, with pass/fail."),
 )
 
 

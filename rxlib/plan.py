@@ -61,6 +61,8 @@ class ModelSpec:
         cheating_settings: trained with the cheating model's settings (:data:`CHEATING_OVERRIDES`, no
             flips or rotations), so that the cheating model and its clean twin differ in the cue alone.
         cue: trained with the spurious cue drawn into the training sites of the same data (:mod:`rxlib.data.cue`).
+        shuffled_labels: trained on its training labels permuted among the training sites (the label
+            randomisation test of :mod:`rxlib.explain.sanity`).
     """
 
     name: str
@@ -69,6 +71,7 @@ class ModelSpec:
     comparison: bool = True
     cheating_settings: bool = False
     cue: bool = False
+    shuffled_labels: bool = False
 
 
 _COMPARISON_ARCH = "<comparison arch>"
@@ -89,11 +92,26 @@ MODELS: dict[str, ModelSpec] = {m.name: m for m in (
               cheating_settings=True),
     ModelSpec("cheating", "trained with a class-coded cue drawn into its training sites (no flips/rotations)", {},
               cheating_settings=True, cue=True),
+    ModelSpec("label_shuffled", "the recipe on shuffled training labels (label randomisation, Adebayo et al. 2018)",
+              {}, shuffled_labels=True),
 )}
 
-#: Notebooks whose models are compared with each other (no two may be the same model).
-COMPARISON_NOTEBOOKS: tuple[str, ...] = ("02_backbone", "03_losses", "04_pseudo_label_cutmix",
-                                         "05_embeddings_tsne", "07_gradcam")
+#: Per notebook, the groups of its models (by label) that are compared with each other, so that no two
+#: in a group may be the same model; None: all of the notebook's models form one group. In 07 the main
+#: model is only explained, and the reference only faces the label-shuffled model: with no budget they
+#: may be the same model.
+COMPARED: dict[str, tuple[tuple[str, ...], ...] | None] = {
+    "02_backbone": None, "03_losses": None, "04_pseudo_label_cutmix": None, "05_embeddings_tsne": None,
+    "07_gradcam": (("clean", "cheating"), ("reference", "label-shuffled")),
+}
+#: Notebooks whose models are compared with each other.
+COMPARISON_NOTEBOOKS: tuple[str, ...] = tuple(COMPARED)
+
+
+def compared_groups(stem: str, labels) -> list[list[str]]:
+    """The groups of :data:`COMPARED` for notebook ``stem`` whose models are ``labels`` ([] if none)."""
+    groups = COMPARED.get(stem, ())
+    return [list(labels)] if groups is None else [[label for label in g if label in labels] for g in groups]
 
 
 def notebook_model_names(profile: str) -> dict[str, dict[str, str]]:
@@ -107,7 +125,8 @@ def notebook_model_names(profile: str) -> dict[str, dict[str, str]]:
                                    "+CutMix +pseudo-labels": "cutmix_pl"},
         "05_embeddings_tsne": {"without PL": "without_pl", "with PL": "with_pl"},
         "06_conv_filters": {"main": "main"},
-        "07_gradcam": {"main": "main", "clean": "clean_twin", "cheating": "cheating"},
+        "07_gradcam": {"main": "main", "clean": "clean_twin", "cheating": "cheating", "reference": "reference",
+                       "label-shuffled": "label_shuffled"},
         "08_channel_attention": {"main": "main"},
     }
 
@@ -171,6 +190,8 @@ def model_config(s: Settings, name: str) -> RunConfig:
         data.update(CHEATING_DATA_OVERRIDES)
     if spec.cue:
         data["cue"] = True
+    if spec.shuffled_labels:
+        data["shuffle_labels"] = True
     comparison_arch = BACKBONE_COMPARISON.get(s.profile, BACKBONE_COMPARISON["paper"])[1]
     train.update({k: (comparison_arch if v == _COMPARISON_ARCH else v) for k, v in spec.train.items()})
     if spec.comparison:
@@ -214,8 +235,8 @@ def notebook_models(s: Settings, notebook: str, data_root: str | os.PathLike, *,
     stem = _notebook_stem(notebook, s.profile)
     names = notebook_model_names(s.profile)[stem]
     runs = {label: (model_config(s, name), Path(data_root)) for label, name in names.items()}
-    if stem in COMPARISON_NOTEBOOKS:
-        check_distinct(stem, {label: model_key(cfg, root) for label, (cfg, root) in runs.items()})
+    for group in compared_groups(stem, runs):
+        check_distinct(stem, {label: model_key(*runs[label]) for label in group})
     return {label: train_or_load(cfg, root, progress=progress) for label, (cfg, root) in runs.items()}
 
 
@@ -573,8 +594,9 @@ def build_plan(profile: str, data_root: str | os.PathLike | None = None, *, over
             raise ValueError(f"{stem}: model(s) {', '.join(map(str, empty))} would train on no labelled site of "
                              f"{data.root} (budget.comparison_plates={s.budget.get('comparison_plates')!r}?): "
                              "choose plates the data set has")
-        if stem in COMPARISON_NOTEBOOKS:
-            check_distinct(stem, {r["label"]: f"{model_config(s, r['model']).config_hash()}@{r['data']}" for r in rows})
+        for group in compared_groups(stem, [r["label"] for r in rows]):
+            check_distinct(stem, {r["label"]: f"{model_config(s, r['model']).config_hash()}@{r['data']}" for r in rows
+                                  if r["label"] in group})
         passes = _passes(stem, s, data, cue, rows, rates)
         model_rows += rows
         pass_rows += passes
@@ -653,8 +675,8 @@ def format_plan(plan: Plan) -> str:
 
 
 __all__ = [
-    "ARCH_COST", "ASSUMED_RATES", "COMPARISON_NOTEBOOKS", "DataSummary", "MODELS", "ModelSpec", "Plan", "Rates",
-    "apply_budget", "budget_note", "build_plan", "check_distinct", "format_plan", "measured_rates",
+    "ARCH_COST", "ASSUMED_RATES", "COMPARED", "COMPARISON_NOTEBOOKS", "DataSummary", "MODELS", "ModelSpec", "Plan", "Rates",
+    "apply_budget", "budget_note", "build_plan", "check_distinct", "compared_groups", "format_plan", "measured_rates",
     "missing_weights", "model_config", "notebook_model_names", "notebook_models",
     "requested_configs", "summarise_data", "summarise_synthetic", "train_model", "weights_status",
 ]

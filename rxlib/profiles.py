@@ -113,7 +113,7 @@ BUDGETS: dict[str, dict] = {
 
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 #: Data settings that exist only when set (absent, they leave the registry key unchanged).
-OPTIONAL_DATA: dict = {"plates": None, "cue": None}
+OPTIONAL_DATA: dict = {"plates": None, "cue": None, "shuffle_labels": None}
 
 
 @dataclass

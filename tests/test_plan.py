@@ -148,7 +148,7 @@ def test_smoke_main_model_keeps_its_full_budget_and_comparisons_differ_in_one_fa
         config = model_config(s, name)
         assert config.train == {**reference.train, **change}, name
         assert config.data == reference.data, name
-    assert set(factors) | {"main", "reference", "clean_twin", "cheating"} == set(MODELS)
+    assert set(factors) | {"main", "reference", "clean_twin", "cheating", "label_shuffled"} == set(MODELS)
 
 
 @pytest.mark.parametrize("profile", ["smoke", "paper-mini", "paper"])
@@ -168,6 +168,27 @@ def test_check_distinct_names_both_labels():
     check_distinct("02_backbone", {"a": "k1", "b": "k2"})
     with pytest.raises(ValueError, match=r"02_backbone: 'a' and 'b' are the same model \(registry key k1\)"):
         check_distinct("02_backbone", {"a": "k1", "b": "k1"})
+
+
+def test_compared_groups_leave_out_what_is_not_compared():
+    from rxlib.plan import compared_groups
+
+    assert compared_groups("03_losses", ["softmax", "arc", "composite"]) == [["softmax", "arc", "composite"]]
+    assert compared_groups("06_conv_filters", ["main"]) == []
+    labels = ["main", "clean", "cheating", "reference", "label-shuffled"]
+    assert compared_groups("07_gradcam", labels) == [["clean", "cheating"], ["reference", "label-shuffled"]]
+    # without a budget, main and the reference are one model: 07 does not compare them, so no error
+    s = settings("smoke", {"budget.comparison_epochs": None, "budget.comparison_plates": None})
+    assert model_config(s, "main").config_hash() == model_config(s, "reference").config_hash()
+    keys = {label: model_config(s, name).config_hash() for label, name in notebook_model_names("smoke")["07_gradcam"].items()}
+    for group in compared_groups("07_gradcam", keys):
+        check_distinct("07_gradcam", {label: keys[label] for label in group})
+
+
+def test_the_label_shuffled_model_differs_from_the_reference_in_its_labels_alone():
+    s = settings("smoke")
+    shuffled, reference = model_config(s, "label_shuffled"), model_config(s, "reference")
+    assert shuffled.data.pop("shuffle_labels") is True and shuffled.identity() == reference.identity()
 
 
 @needs_kaggle

@@ -167,6 +167,16 @@ class RxRx1Dataset(Dataset):
         out.cue = cue
         return out
 
+    def with_shuffled_labels(self, seed: int = 0) -> RxRx1Dataset:
+        """This data set with its labels permuted among its items (seeded): the same label counts, no tie
+        between image and label. The label randomisation test of Adebayo et al. (2018) trains on it
+        (:mod:`rxlib.explain.sanity`)."""
+        out = copy.copy(self)
+        out.table = self.table.copy()
+        out.table["label"] = np.random.default_rng(seed).permutation(self.table["label"].to_numpy())
+        out._set_columns()
+        return out
+
     def raw_images(self, positions: Sequence[int] | np.ndarray) -> np.ndarray:
         """The uint8 pixels (len(positions), 6, H, W) of the items at ``positions``, for display."""
         positions = [int(p) for p in positions]

@@ -107,7 +107,7 @@ def validation_experiments(table: pd.DataFrame) -> list[str]:
 
 def held_out_split(root: str | Path, *, storage: str = "store", augment: bool = True,
                    normalize: str = "experiment", workers: int | None = None,
-                   progress: bool = True, cue: bool = False) -> HeldOutSplit:
+                   progress: bool = True, cue: bool = False, shuffle_labels: bool = False) -> HeldOutSplit:
     """Train on the ``train`` experiments, validate on the ``test`` experiments of ``root``.
 
     Where the test treatments carry no labels (the Kaggle layout), the experiments of
@@ -125,6 +125,8 @@ def held_out_split(root: str | Path, *, storage: str = "store", augment: bool = 
         progress: a progress bar while the store (or, for ``png``, the statistics) is prepared.
         cue: draw the spurious, class-coded cue of :mod:`rxlib.data.cue` into the training items (the
             cheating model of notebook 07); validation and unlabelled items stay clean.
+        shuffle_labels: permute the training labels among the training items (seed 0; the label
+            randomisation test, :mod:`rxlib.explain.sanity`); validation labels stay true.
 
     Raises:
         ValueError: the data root has no labelled sites in one of the splits.
@@ -144,6 +146,8 @@ def held_out_split(root: str | Path, *, storage: str = "store", augment: bool = 
         from .cue import SpuriousCue
 
         train = train.with_cue(SpuriousCue.for_labels(train.table["label"]))
+    if shuffle_labels:
+        train = train.with_shuffled_labels(seed=0)
     return HeldOutSplit(train, sites.subset(val_pos, augment=False), sites.subset(np.flatnonzero(test), augment=augment),
                         table)
 

@@ -69,3 +69,14 @@ def test_dataset_does_not_change_the_table_given(tiny_root):
     before = table.copy()
     RxRx1Dataset(tiny_root, table, split="test")
     assert table.equals(before)
+
+
+def test_shuffled_labels_keep_the_counts_and_break_the_tie_to_the_image(tiny_root):
+    ds = RxRx1Dataset(tiny_root, split="train")
+    shuffled = ds.with_shuffled_labels(seed=0)
+    assert sorted(shuffled.table["label"]) == sorted(ds.table["label"])
+    assert (shuffled.table["image_stem"] == ds.table["image_stem"]).all()
+    assert [int(shuffled[i]["label"]) for i in range(len(ds))] == shuffled.table["label"].tolist()
+    assert shuffled.table["label"].tolist() != ds.table["label"].tolist()  # this seed moves some labels
+    assert ds.with_shuffled_labels(seed=0).table["label"].tolist() == shuffled.table["label"].tolist()  # seeded
+    assert torch.equal(shuffled[0]["image"], ds[0]["image"])
