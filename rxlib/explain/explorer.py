@@ -646,9 +646,7 @@ class GradCamExplorer:
         self._build_site_controls(widgets, start)
         self._build_view_controls(widgets, start)
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
-        self.image.add_class("rxlib-gradcam-image")
         self.info = widgets.HTML()
-        self.info.add_class("rxlib-gradcam-info")
         rows = [widgets.HBox([self.class_slider, self.class_search]), self.cell_type_dropdown, self.sample_slider,
                 self.channel_buttons, self.layer_dropdown,
                 widgets.HBox([self.alpha_slider, self.cmap_dropdown, self.dim_checkbox]),
@@ -656,6 +654,8 @@ class GradCamExplorer:
                 widgets.HBox([self.save_button, self.saved])]
         self.widget = widgets.VBox([*rows, self.image, self.info])
         self.widget.add_class("rxlib-gradcam-explorer")
+        for name in _CONTROL_ATTRIBUTES:  # e.g. rxlib-gradcam-class-slider: a handle for the page's tests
+            getattr(self, name).add_class("rxlib-gradcam-" + name.replace("_", "-"))
         for control in (self.class_slider, self.cell_type_dropdown, self.sample_slider, self.channel_buttons,
                         self.layer_dropdown, self.alpha_slider, self.cmap_dropdown, self.dim_checkbox,
                         self.compare_buttons, self.compare_dropdown):
@@ -673,7 +673,6 @@ class GradCamExplorer:
             options=[label for label, _ in start["class_options"]], value=self.class_names[start["class_id"]],
             placeholder="type to find a class", ensure_option=True, description="find",
             layout=widgets.Layout(width="320px"), style={"description_width": "40px"})
-        self.class_search.add_class("rxlib-gradcam-class-search")
         self.cell_type_dropdown = widgets.Dropdown(options=start["cell_types"], value=start["cell_type"],
                                                    description="cell type", layout=layout, style=style)
         self.sample_slider = widgets.IntSlider(value=start["sample"], min=0,
@@ -704,13 +703,10 @@ class GradCamExplorer:
         self.compare_dropdown = widgets.Dropdown(options=choices, value=start["compare_with"], description="with",
                                                  disabled=start["compare"] == "off",
                                                  layout=widgets.Layout(width="320px"), style={"description_width": "40px"})
-        self.compare_dropdown.add_class("rxlib-gradcam-compare-with")
         self._choices = {mode: _compare_choices(start, mode) for mode in COMPARE_MODES}
         self.save_button = widgets.Button(description="save PNG", icon="save",
                                           tooltip=f"save the picture shown into {self.save_dir}")
-        self.save_button.add_class("rxlib-gradcam-save")
         self.saved = widgets.HTML()
-        self.saved.add_class("rxlib-gradcam-saved")
 
     # the sample slider's range follows the cell type, the second selector the comparison mode, the
     # search box the class slider; one redraw per user action
