@@ -1,51 +1,67 @@
-"""An interactive Grad-CAM explorer for notebooks: pick class, cell type, site, channel and layer.
+"""An interactive Grad-CAM explorer for notebooks: pick class, cell type, site, channel and layer, compare.
 
 :func:`render_explorer_png` is the pure core: one site of the data set, one target class, one layer and
-one displayed channel give a PNG of three panels (the image, the Grad-CAM of eqs. 10-11 at the image's
-resolution, and the CAM over the image). :func:`gradcam_explorer` wraps it in ipywidgets controls;
-moving any control redraws the PNG in an ``ipywidgets.Image``. CAMs are cached per (site, class, layer),
-so switching the displayed channel recomputes nothing.
+one displayed channel give a PNG row of three titled panels (the image, the Grad-CAM of eqs. 10-11 at the
+image's resolution, and the CAM over the image) and a colour bar with its scale; a comparison (a second
+class, layer or cell type) adds a second row. Where the data set has cell masks (the synthetic ground
+truth), the pixels outside the cells are dimmed. :func:`gradcam_explorer` wraps it in ipywidgets
+controls; moving any control redraws the PNG in an ``ipywidgets.Image``, and a button saves the current
+view as a PNG whose name records its settings. CAMs are cached per (site, class, layer), so switching the
+displayed channel, the opacity or the colour map recomputes nothing.
 
-The picture is drawn with numpy and Pillow, not matplotlib, so that a redraw takes milliseconds; the
-colours are those of :func:`rxlib.plotting.explain.plot_cam_overlay` (RGB composite of
-:func:`rxlib.plotting.composite.rgb_composite`, CAM in ``jet``, alpha 0.45).
+The picture is drawn by :mod:`rxlib.explain.explorer_draw` with numpy and Pillow, not matplotlib, so that
+a redraw takes milliseconds; the CAM's colours are a colour-blind-safe map (``viridis`` by default).
 
 ipywidgets is imported inside :func:`gradcam_explorer`; nothing happens on import.
 
-Example (in a notebook):
+Example (in a notebook; notebook 07 passes its Figure 11 layer, :data:`rxlib.profiles.GRADCAM_LAYER`):
     >>> from rxlib.explain.explorer import gradcam_explorer  # doctest: +SKIP
-    >>> gradcam_explorer(model, RxRx1Dataset(root, split="test"))  # doctest: +SKIP
+    >>> gradcam_explorer(model, RxRx1Dataset(root, split="test"), layer=GRADCAM_LAYER[profile])  # doctest: +SKIP
 """
 from __future__ import annotations
 
 import html
-import io
+import re
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from rxlib.config import CELL_TYPES, CHANNELS
+from rxlib.config import CELL_TYPES, CHANNELS, N_CLASSES_RXRX1
 from rxlib.explain.cam import ClassTarget, default_layer, grad_cam, resolve_layer
-from rxlib.plotting.composite import rgb_composite, stretch
+from rxlib.explain.explorer_draw import (
+    CAM_COLOUR_MAPS,
+    COMPOSITE,
+    DEFAULT_ALPHA,
+    DEFAULT_CMAP,
+    PanelRow,
+    colour_table,
+    explorer_channels,
+    overlay_png,
+    row_layout,
+    rows_png,
+)
 
 if TYPE_CHECKING:
     import ipywidgets
 
-#: The channel control's value that shows the RGB composite of all channels.
-COMPOSITE = "composite"
+__all__ = ["CAM_COLOUR_MAPS", "COMPARE_MODES", "COMPOSITE", "CamResult", "ExplorerCache", "GradCamExplorer",
+           "cell_type_sites", "check_class_id", "check_layer", "default_explorer_layers", "explorer_cam",
+           "explorer_channels", "explorer_class_names", "explorer_views", "gradcam_explorer", "matching_sample", "overlay_png",
+           "render_explorer_png", "row_layout", "save_view_png", "site_cell_mask", "view_stem"]
+
+#: Values of the comparison control: no comparison, or a second row with another class, layer or cell type.
+COMPARE_MODES = ("off", "class", "layer", "cell type")
 
 
 # --- what the controls can take ---------------------------------------------------------------------
-
-
-def explorer_channels(n_channels: int = len(CHANNELS)) -> list[str]:
-    """Values of the channel control: ``'composite'`` then ``'w1'``..``'wC'``."""
-    return [COMPOSITE] + [f"w{i + 1}" for i in range(n_channels)]
 
 
 def default_explorer_layers(model: nn.Module) -> list[str]:
@@ -129,6 +145,33 @@ def _present_cell_types(dataset) -> list[str]:
     return [c for c in CELL_TYPES if c in present] + sorted(present - set(CELL_TYPES))
 
 
+def explorer_class_names(dataset, n_classes: int) -> dict[int, str]:
+    """The label of every class id for the explorer's controls and titles.
+
+    ``'3: SYN-T0003 (treatment)'`` where the data set's table names the class (its ``sirna`` and
+    ``well_type`` columns on a site of that label); else ``'class 12 (treatment)'``, with the well type of
+    the RxRx1 convention when there are its 1,139 classes, or just ``'class 12'``. A ``sirna`` that is
+    only the class number (Kaggle 2019) is no name.
+    """
+    from rxlib.data.labels import well_type_of_class
+
+    table = _table(dataset)
+    names: dict[int, str] = {}
+    if "label" in table.columns:
+        columns = ["label"] + [c for c in ("sirna", "well_type") if c in table.columns]
+        first = table.loc[table["label"].between(0, n_classes - 1), columns].drop_duplicates("label")
+        for row in first.to_dict("records"):
+            class_id, sirna, kind = int(row["label"]), str(row.get("sirna", "")), row.get("well_type")
+            suffix = f" ({kind})" if isinstance(kind, str) and kind else ""
+            named = sirna not in ("", "nan", str(class_id))
+            names[class_id] = f"{class_id}: {sirna}{suffix}" if named else f"class {class_id}{suffix}"
+    for class_id in range(n_classes):
+        if class_id not in names:
+            kind = f" ({well_type_of_class(class_id)})" if n_classes == N_CLASSES_RXRX1 else ""
+            names[class_id] = f"class {class_id}{kind}"
+    return names
+
+
 # --- the cache ----------------------------------------------------------------------------------------
 
 
@@ -142,7 +185,7 @@ class CamResult:
 
 
 class ExplorerCache:
-    """Least-recently-used store of CAMs per (site, class, layer, head) and of loaded sites.
+    """Least-recently-used store of CAMs per (site, class, layer, head), of loaded sites and of cell masks.
 
     Args:
         max_cams: CAMs kept (each ``H x W`` float32: 1 MiB at 512 x 512).
@@ -155,6 +198,7 @@ class ExplorerCache:
         self.max_cams, self.max_sites = max_cams, max_sites
         self.cams: OrderedDict[tuple, CamResult] = OrderedDict()
         self.sites: OrderedDict[int, dict] = OrderedDict()
+        self.masks: OrderedDict[int, tuple] = OrderedDict()  # (mask or None,) per site
         self.cam_computations = 0  # how many CAMs were computed (not served from the cache)
 
     @staticmethod
@@ -178,6 +222,14 @@ class ExplorerCache:
             self._put(self.sites, position, item, self.max_sites)
         return item
 
+    def mask(self, dataset, position: int) -> np.ndarray | None:
+        """The site's cell mask (:func:`site_cell_mask`), read once; None where there is none."""
+        found = self._get(self.masks, position)
+        if found is None:
+            found = (site_cell_mask(dataset, position),)
+            self._put(self.masks, position, found, self.max_sites)
+        return found[0]
+
     def cam(self, key: tuple) -> CamResult | None:
         return self._get(self.cams, key)
 
@@ -188,6 +240,21 @@ class ExplorerCache:
     def clear(self) -> None:
         self.cams.clear()
         self.sites.clear()
+        self.masks.clear()
+
+
+def site_cell_mask(dataset, position: int) -> np.ndarray | None:
+    """The ``(H, W)`` boolean cell mask of item ``position`` (True on cells) from the synthetic ground truth
+    (:func:`rxlib.explain.gradcamo.truth_mask_paths`), or None where the data set has no masks (real data)."""
+    from rxlib.explain.gradcamo import has_truth_masks, truth_mask_paths
+    from rxlib.io import read_mask_png
+
+    root = getattr(dataset, "root", None)
+    if root is None or not has_truth_masks(root):
+        return None
+    row = _table(dataset).iloc[int(position)]
+    path = truth_mask_paths(root, row["experiment"], int(row["plate"]), row["well"], int(row["site"]))["cells"]
+    return read_mask_png(path) != 0 if path.is_file() else None
 
 
 class _RecordingTarget(ClassTarget):
@@ -201,6 +268,22 @@ class _RecordingTarget(ClassTarget):
         scores = output[self.head] if isinstance(output, Mapping) else output
         self.scores = scores.detach()
         return super().__call__(output)
+
+
+@contextmanager
+def _without_checkpointing(model: nn.Module):
+    """Memory-efficient dense layers (torchvision's ``memory_efficient``, gradient checkpointing) run
+    plainly inside the block and as before after it: for one site checkpointing saves no memory worth
+    having and recomputes every dense layer in the backward pass (about a third of a CAM's time on the
+    smoke model). The CAM is the same: the recomputation repeats the same operations."""
+    layers = [m for m in model.modules() if getattr(m, "memory_efficient", None) is True]
+    for layer in layers:
+        layer.memory_efficient = False
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.memory_efficient = True
 
 
 def explorer_cam(model: nn.Module, dataset, position: int, class_id: int, layer: str, *,
@@ -217,76 +300,18 @@ def explorer_cam(model: nn.Module, dataset, position: int, class_id: int, layer:
         return found
     item = cache.site(dataset, position)
     target = _RecordingTarget(class_id, head)
-    cams, scores = grad_cam(model, item["image"][None], item["cell_type"][None], target, layer=layer,
-                            head=head, upsample=True, normalise=True, return_scores=True)
+    with _without_checkpointing(model):
+        cams, scores = grad_cam(model, item["image"][None], item["cell_type"][None], target, layer=layer,
+                                head=head, upsample=True, normalise=True, return_scores=True)
     result = CamResult(cam=cams[0].float().cpu().numpy(), score=float(scores[0]),
                        predicted=int(target.scores.argmax()))
     cache.store_cam(key, result)
     return result
 
 
-# --- drawing --------------------------------------------------------------------------------------------
 
 
-def _colour_map(values: np.ndarray, cmap: str) -> np.ndarray:
-    from matplotlib import colormaps  # only the colour table; no figure is made
-
-    return colormaps[cmap](np.clip(values, 0.0, 1.0))[..., :3]
-
-
-def _panel(rgb: np.ndarray, size: int):
-    from PIL import Image
-
-    picture = Image.fromarray(np.round(np.clip(rgb, 0.0, 1.0) * 255).astype(np.uint8), mode="RGB")
-    if picture.size != (size, size):
-        # nearest when enlarging keeps the pixels of a small image honest; box when shrinking
-        resample = Image.Resampling.NEAREST if size >= max(picture.size) else Image.Resampling.BOX
-        picture = picture.resize((size, size), resample)
-    return picture
-
-
-def overlay_png(image: np.ndarray | torch.Tensor, cam: np.ndarray, channel: str = COMPOSITE, *,
-                alpha: float = 0.45, cmap: str = "jet", panel_size: int = 256, gap: int = 4) -> bytes:
-    """PNG bytes of three panels: the image (composite or one channel in grey), the CAM, the overlay.
-
-    Args:
-        image: ``(C, H, W)`` stack (any value range; each channel is stretched to its 1-99.5 percentiles).
-        cam: ``(H, W)`` map in [0, 1] at the image's resolution.
-        channel: ``'composite'`` or ``'w1'``..``'wC'``.
-        alpha: opacity of the CAM over the image.
-        cmap: matplotlib colour map of the CAM.
-        panel_size: side of each square panel in pixels.
-        gap: white pixels between panels.
-
-    Raises:
-        ValueError: unknown channel, shapes that do not match, or bad sizes.
-    """
-    from PIL import Image
-
-    if hasattr(image, "detach"):
-        image = image.detach().cpu().numpy()
-    image = np.asarray(image, dtype=np.float64)
-    cam = np.asarray(cam, dtype=np.float64)
-    if image.ndim != 3 or cam.shape != image.shape[1:]:
-        raise ValueError(f"need a (C, H, W) image and an (H, W) cam, got {image.shape} and {cam.shape}")
-    if not 0.0 <= alpha <= 1.0 or panel_size < 8 or gap < 0:
-        raise ValueError(f"bad drawing options: alpha={alpha}, panel_size={panel_size}, gap={gap}")
-    channels = explorer_channels(image.shape[0])
-    if channel not in channels:
-        raise ValueError(f"unknown channel {channel!r}; expected one of {channels}")
-    if channel == COMPOSITE:
-        base = rgb_composite(image)
-    else:
-        base = np.repeat(stretch(image[int(channel[1:]) - 1])[..., None], 3, axis=2)
-    heat = _colour_map(cam, cmap)
-    overlay = (1.0 - alpha) * base + alpha * heat
-    panels = [_panel(p, panel_size) for p in (base, heat, overlay)]
-    sheet = Image.new("RGB", (3 * panel_size + 2 * gap, panel_size), (255, 255, 255))
-    for i, panel in enumerate(panels):
-        sheet.paste(panel, (i * (panel_size + gap), 0))
-    buffer = io.BytesIO()
-    sheet.save(buffer, format="PNG")
-    return buffer.getvalue()
+# --- the picture ----------------------------------------------------------------------------------------
 
 
 def _site_position(dataset, cell_type: str, sample: Any) -> int:
@@ -299,9 +324,87 @@ def _site_position(dataset, cell_type: str, sample: Any) -> int:
     return int(positions[int(sample)])
 
 
+def _check_channel(channel: str) -> str:
+    channels = explorer_channels(len(CHANNELS))
+    if channel not in channels:
+        raise ValueError(f"unknown channel {channel!r}; expected one of {channels}")
+    return channel
+
+
+def matching_sample(dataset, cell_type: str, class_id: int, fallback: int) -> int:
+    """Index among the ``cell_type`` sites of the first one labelled ``class_id``; where none is,
+    ``fallback`` (clipped to the sites there are). The cell-type comparison shows this site."""
+    positions = cell_type_sites(dataset, cell_type)
+    table = _table(dataset)
+    if "label" in table.columns:
+        hits = np.flatnonzero(table["label"].to_numpy()[positions] == class_id)
+        if len(hits):
+            return int(hits[0])
+    return min(int(fallback), len(positions) - 1)
+
+
+def _check_compare(compare) -> tuple[str, Any] | None:
+    if compare is None:
+        return None
+    if not isinstance(compare, tuple) or len(compare) != 2 or compare[0] not in COMPARE_MODES:
+        raise ValueError(f"compare must be None or (mode, value) with mode in {COMPARE_MODES}, got {compare!r}")
+    return None if compare[0] == "off" else compare
+
+
+def explorer_views(model: nn.Module, dataset, class_id: int, cell_type: str, sample: int, layer: str,
+                   compare: tuple[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The views (rows) of one setting: ``{class_id, cell_type, sample, layer}`` as given, and for a
+    comparison a second one with another class (``('class', 5)``), layer (``('layer', 'denseblock1')``)
+    or cell type (``('cell type', 'U2OS')``: the same target class, on that cell type's first site
+    labelled with it, else on the same sample index; :func:`matching_sample`).
+
+    Raises:
+        ValueError: a bad comparison, a class out of range; KeyError: an unknown layer.
+    """
+    first = {"class_id": check_class_id(model, class_id), "cell_type": cell_type, "sample": sample,
+             "layer": check_layer(model, layer)}
+    compare = _check_compare(compare)
+    if compare is None:
+        return [first]
+    mode, value = compare
+    if mode == "class":
+        second = {**first, "class_id": check_class_id(model, value)}
+    elif mode == "layer":
+        second = {**first, "layer": check_layer(model, value)}
+    else:
+        second = {**first, "cell_type": value, "sample": matching_sample(dataset, value, first["class_id"], sample)}
+    return [first, second]
+
+
+def _fit_mask(mask: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """The mask at the image's size (nearest neighbour), for data sets whose images are resized."""
+    if mask is None or mask.shape == tuple(shape):
+        return mask
+    from PIL import Image
+
+    resized = Image.fromarray(mask.astype(np.uint8) * 255).resize((shape[1], shape[0]), Image.Resampling.NEAREST)
+    return np.asarray(resized) > 0
+
+
+def _view_row(model: nn.Module, dataset, view: dict[str, Any], channel: str, *, alpha: float, dim: bool,
+              head: str, cache: ExplorerCache, names: Mapping[int, str]) -> PanelRow:
+    """One row of the picture: the view's site, its CAM, the cell mask when dimming, and the titles."""
+    position = _site_position(dataset, view["cell_type"], view["sample"])
+    result = explorer_cam(model, dataset, position, view["class_id"], view["layer"], head=head, cache=cache)
+    mask = _fit_mask(cache.mask(dataset, position), result.cam.shape) if dim else None
+    site = _table(dataset).iloc[position].get("site_id", f"item {position}")
+    dimming = (" · off-cell dimmed" if mask is not None else " · no cell masks") if dim else ""
+    class_label = names.get(view["class_id"], f"class {view['class_id']}")
+    titles = (f"{site} · {channel}", f"CAM {class_label}", f"{view['layer']} · opacity {alpha:.2f}{dimming}")
+    return PanelRow(image=cache.site(dataset, position)["image"], cam=result.cam, channel=channel,
+                    titles=titles, mask=mask)
+
+
 def render_explorer_png(model: nn.Module, dataset, class_id: int, cell_type: str, sample: int,
                         channel: str, layer: str, *, head: str = "logits", cache: ExplorerCache | None = None,
-                        alpha: float = 0.45, cmap: str = "jet", panel_size: int = 256) -> bytes:
+                        alpha: float = DEFAULT_ALPHA, cmap: str = DEFAULT_CMAP, panel_size: int = 256,
+                        dim: bool = True, compare: tuple[str, Any] | None = None,
+                        class_names: Mapping[int, str] | None = None) -> bytes:
     """The explorer's picture for one setting of its controls, as PNG bytes.
 
     Args:
@@ -314,40 +417,82 @@ def render_explorer_png(model: nn.Module, dataset, class_id: int, cell_type: str
         layer: the layer Grad-CAM hooks, e.g. ``'denseblock4'``.
         head: ``'logits'`` (pre-softmax score, the paper's ``y^c``) or ``'cosine'``.
         cache: an :class:`ExplorerCache` shared between calls (None: nothing is kept).
-        alpha, cmap, panel_size: drawing options of :func:`overlay_png`.
+        alpha, cmap, panel_size: drawing options of :func:`overlay_png` (opacity, colour map, panel side).
+        dim: dim the pixels outside the cells where the data set has cell masks (:func:`site_cell_mask`).
+        compare: None, or a second row: ``('class', id)``, ``('layer', name)`` or ``('cell type', name)``
+            (:func:`explorer_views`).
+        class_names: labels of the class ids for the titles (default :func:`explorer_class_names`).
 
     Returns:
-        PNG bytes (RGB, three panels: image, CAM, overlay).
+        PNG bytes (RGB): a row of three titled panels (image, CAM, overlay) and a colour bar, two rows
+        when comparing (:func:`rxlib.explain.explorer_draw.row_layout`).
 
     Raises:
-        ValueError: a class id out of range, an unknown cell type or channel.
+        ValueError: a class id out of range, an unknown cell type or channel, a bad comparison.
         TypeError: a class id or sample that is not an integer.
         IndexError: a sample beyond the sites of that cell type.
-        KeyError: a layer the model does not have.
+        KeyError: a layer the model does not have, an unknown colour map.
     """
-    class_id = check_class_id(model, class_id)
-    layer = check_layer(model, layer)
-    channels = explorer_channels(len(CHANNELS))
-    if channel not in channels:
-        raise ValueError(f"unknown channel {channel!r}; expected one of {channels}")
-    position = _site_position(dataset, cell_type, sample)
-    cache = cache if cache is not None else ExplorerCache(max_cams=1, max_sites=1)
-    result = explorer_cam(model, dataset, position, class_id, layer, head=head, cache=cache)
-    image = cache.site(dataset, position)["image"]
-    return overlay_png(image, result.cam, channel, alpha=alpha, cmap=cmap, panel_size=panel_size)
+    views = explorer_views(model, dataset, class_id, cell_type, sample, layer, compare)
+    _check_channel(channel)
+    colour_table(cmap)
+    cache = cache if cache is not None else ExplorerCache(max_cams=2, max_sites=2)
+    names = class_names if class_names is not None else explorer_class_names(dataset, _n_classes(model))
+    rows = [_view_row(model, dataset, view, channel, alpha=alpha, dim=dim, head=head, cache=cache, names=names)
+            for view in views]
+    return rows_png(rows, alpha=alpha, cmap=cmap, panel_size=panel_size)
+
+
+# --- saving a view --------------------------------------------------------------------------------------
+
+
+def view_stem(state: Mapping[str, Any], site: str) -> str:
+    """File stem of a saved view that records its settings, e.g.
+    ``gradcam_HEPG2-01_1_B02_1_class3_denseblock2_composite_viridis_a45_dim_vs-class5``."""
+    parts = ["gradcam", str(site), f"class{state['class_id']}", state["layer"], state["channel"], state["cmap"],
+             f"a{round(100 * state['alpha'])}"]
+    if state.get("dim"):
+        parts.append("dim")
+    compare = _check_compare(state.get("compare"))
+    if compare is not None:
+        parts.append(f"vs-{compare[0]}{compare[1]}")
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", "_".join(parts)).strip("-_")
+
+
+def save_view_png(png: bytes, folder: str | Path, stem: str) -> Path:
+    """Write ``png`` as ``folder/stem.png`` under the project's rules for outputs (:mod:`rxlib.outputs`):
+    the folder is claimed, the file recorded in its ``.rxlib-written.txt`` before it is written, and
+    written atomically; a file of that name that rxlib did not write is never overwritten.
+
+    Raises:
+        ForeignFilesError: ``folder/stem.png`` exists and is not rxlib's.
+        OutputFolderBusy: another process is writing the folder.
+        ValueError: ``stem`` is not a bare file stem.
+    """
+    from rxlib.io import atomic_path
+    from rxlib.manifest import check_stem
+    from rxlib.outputs import claim_output_folder
+
+    path = Path(folder) / f"{check_stem(stem)}.png"
+    with claim_output_folder(folder, "the Grad-CAM explorer") as out:
+        out.refuse_unrecorded([path])
+        out.record(path)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(png)
+    return path
 
 
 # --- the widget -----------------------------------------------------------------------------------------
 
 
-def _class_options(model: nn.Module, classes) -> list[tuple[str, int]]:
-    if classes is None:
-        ids = list(range(_n_classes(model)))
-        return [(str(i), i) for i in ids]
+def _class_options(model: nn.Module, dataset, classes) -> list[tuple[str, int]]:
+    """(label, id) of the classes offered: a mapping's own names, else :func:`explorer_class_names`."""
     if isinstance(classes, Mapping):
         pairs = [(f"{check_class_id(model, k)}: {v}", int(k)) for k, v in classes.items()]
     else:
-        pairs = [(str(check_class_id(model, k)), int(k)) for k in classes]
+        ids = range(_n_classes(model)) if classes is None else [check_class_id(model, k) for k in classes]
+        names = explorer_class_names(dataset, _n_classes(model))
+        pairs = [(names[int(i)], int(i)) for i in ids]
     if not pairs:
         raise ValueError("classes is empty; give at least one class id")
     return pairs
@@ -357,7 +502,8 @@ def _starting_values(model: nn.Module, dataset, layers, classes, class_id, cell_
                      layer) -> dict:
     """The explorer's options and first view, checked as :func:`render_explorer_png` checks them: the layers
     (default :func:`default_explorer_layers`), classes, cell types, the class (default: the first site's own
-    label when offered), the layer (default: the architecture's Grad-CAM layer when offered) and the channel.
+    label when offered), the layer (default: the architecture's Grad-CAM layer when offered; notebook 07
+    passes its Figure 11 layer) and the channel.
 
     Raises:
         ValueError: an empty data set or layer list, a class or channel not offered.
@@ -368,7 +514,7 @@ def _starting_values(model: nn.Module, dataset, layers, classes, class_id, cell_
     layers = default_explorer_layers(model) if layers is None else [check_layer(model, name) for name in layers]
     if not layers:
         raise ValueError("layers is empty; give at least one layer name")
-    class_options = _class_options(model, classes)
+    class_options = _class_options(model, dataset, classes)
     class_ids = [value for _, value in class_options]
     cell_types = _present_cell_types(dataset)
     cell_type = cell_types[0] if cell_type is None else cell_type
@@ -387,57 +533,146 @@ def _starting_values(model: nn.Module, dataset, layers, classes, class_id, cell_
         layer = preferred if preferred in layers else layers[-1]
     elif layer not in layers:
         raise KeyError(f"layer {layer!r} is not among the layers offered: {layers}")
-    channel_names = explorer_channels(len(CHANNELS))
-    if channel not in channel_names:
-        raise ValueError(f"unknown channel {channel!r}; expected one of {channel_names}")
     return {"layers": list(layers), "layer": layer, "class_options": class_options, "class_id": int(class_id),
             "cell_types": cell_types, "cell_type": cell_type, "sample": int(sample),
-            "channel_names": channel_names, "channel": channel}
+            "channel_names": explorer_channels(len(CHANNELS)), "channel": _check_channel(channel)}
+
+
+def _compare_choices(start: Mapping[str, Any], mode: str) -> list:
+    """Options of the comparison's second selector for ``mode`` (Dropdown options: values or (label, id))."""
+    return {"off": [], "class": list(start["class_options"]), "layer": list(start["layers"]),
+            "cell type": list(start["cell_types"])}[mode]
+
+
+def _option_values(options: Sequence) -> list:
+    return [option[1] if isinstance(option, tuple) else option for option in options]
+
+
+def _view_values(start: Mapping[str, Any], alpha: float, cmap: str, compare: str, compare_with) -> dict:
+    """The drawing and comparison starting values, checked: opacity in [0, 1], a known colour map (offered
+    beside :data:`CAM_COLOUR_MAPS`), a comparison mode and its second value (default: the first one that
+    differs from the first view's).
+
+    Raises:
+        ValueError: an opacity outside [0, 1], an unknown comparison mode or value; KeyError: colour map.
+    """
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(f"alpha (the overlay's opacity) must be in [0, 1], got {alpha}")
+    colour_table(cmap)
+    if compare not in COMPARE_MODES:
+        raise ValueError(f"compare must be one of {COMPARE_MODES}, got {compare!r}")
+    values = _option_values(_compare_choices(start, compare))
+    current = {"off": None, "class": start["class_id"], "layer": start["layer"], "cell type": start["cell_type"]}
+    if compare_with is None and values:
+        others = [value for value in values if value != current[compare]]
+        compare_with = (others or values)[0]
+    elif compare != "off" and compare_with not in values:
+        raise ValueError(f"cannot compare with {compare_with!r}: the {compare} choices are {values}")
+    cmaps = list(CAM_COLOUR_MAPS) + ([cmap] if cmap not in CAM_COLOUR_MAPS else [])
+    return {"alpha": float(alpha), "cmap": cmap, "cmaps": cmaps, "compare": compare,
+            "compare_with": compare_with if compare != "off" else None}
+
+
+class _Adjusting:
+    """``with explorer._adjusting_controls():`` control changes made inside cause no redraw of their own."""
+
+    def __init__(self, explorer: "GradCamExplorer") -> None:
+        self.explorer = explorer
+
+    def __enter__(self) -> None:
+        self.explorer._adjusting = True
+
+    def __exit__(self, *exc_info) -> None:
+        self.explorer._adjusting = False
 
 
 class GradCamExplorer:
     """The explorer's controls, picture and state; :attr:`widget` is what a notebook displays.
 
     Attributes:
-        class_slider: ``SelectionSlider`` of target classes (value: the class id).
+        class_slider: ``SelectionSlider`` of target classes (value: the class id; labels name the class).
+        class_search: ``Combobox`` beside it: type part of a class's label, pick it; both stay in sync.
         cell_type_dropdown: ``Dropdown`` of the data set's cell types.
         sample_slider: ``IntSlider``, index among the sites of the chosen cell type.
         channel_buttons: ``ToggleButtons``: ``composite``, ``w1``..``w6``.
         layer_dropdown: ``Dropdown`` of layer names.
+        alpha_slider: ``FloatSlider``, the CAM's opacity over the image (0-1).
+        cmap_dropdown: ``Dropdown`` of colour maps (:data:`CAM_COLOUR_MAPS`).
+        dim_checkbox: ``Checkbox``: dim the pixels outside the cells (disabled where there are no masks).
+        compare_buttons: ``ToggleButtons`` of :data:`COMPARE_MODES`; a mode other than ``off`` draws a
+            second row with the value of ``compare_dropdown`` (another class, layer or cell type).
+        save_button: ``Button`` that saves the picture shown as a PNG named after its settings
+            (:func:`view_stem`) into :attr:`save_dir`; ``saved`` (``HTML``) says where, or why not.
         image: ``ipywidgets.Image`` holding the PNG bytes of the picture.
         info: ``HTML`` line naming the site, its label, the predicted class and the target score
             (or the error of the last redraw, in red).
         cache: the :class:`ExplorerCache`.
-        renders: number of redraws so far.
-        last_error: the exception of the last failed redraw, or None.
+        renders: number of redraws so far; update_times: seconds each took (CAM, drawing and PNG).
+        last_error: the exception of the last failed redraw, or None; last_saved: the last file saved.
     """
 
     def __init__(self, model: nn.Module, dataset, *, layers: Sequence[str] | None = None,
                  classes: Sequence[int] | Mapping[int, str] | None = None, class_id: int | None = None,
                  cell_type: str | None = None, sample: int = 0, channel: str = COMPOSITE, layer: str | None = None,
-                 head: str = "logits", alpha: float = 0.45, cmap: str = "jet", panel_size: int = 256,
-                 cache_size: int = 256) -> None:
+                 head: str = "logits", alpha: float = DEFAULT_ALPHA, cmap: str = DEFAULT_CMAP, dim: bool = True,
+                 compare: str = "off", compare_with: Any = None, save_dir: str | Path | None = None,
+                 panel_size: int = 256, cache_size: int = 256) -> None:
+        from rxlib import config
+
         if head not in ("logits", "cosine"):
             raise ValueError(f"head must be 'logits' or 'cosine', got {head!r}")
         start = _starting_values(model, dataset, layers, classes, class_id, cell_type, sample, channel, layer)
-        self.model, self.dataset, self.head = model, dataset, head
-        self.alpha, self.cmap, self.panel_size = alpha, cmap, panel_size
+        start.update(_view_values(start, alpha, cmap, compare, compare_with))
+        self.model, self.dataset, self.head, self.panel_size = model, dataset, head, panel_size
+        self.save_dir = Path(save_dir) if save_dir is not None else config.figures_dir()
+        self.class_names = {value: label for label, value in start["class_options"]}
         self.cache = ExplorerCache(max_cams=cache_size)
-        self.renders = 0
+        first = _site_position(dataset, start["cell_type"], start["sample"])
+        self.has_masks = self.cache.mask(dataset, first) is not None
+        self.renders, self.update_times = 0, []
         self.last_error: BaseException | None = None
+        self.last_saved: Path | None = None
         self._adjusting = False
-        self._build_widgets(start)
+        self._build_widgets({**start, "dim": bool(dim) and self.has_masks})
         self.redraw()
 
+    def _adjusting_controls(self) -> _Adjusting:
+        return _Adjusting(self)
+
     def _build_widgets(self, start: dict) -> None:
-        """The controls (set to ``start``, from :func:`_starting_values`), the picture and the info line."""
+        """The controls (set to ``start``), the picture, the info line, and who listens to what."""
         import ipywidgets as widgets
 
-        layout = widgets.Layout(width="480px")
-        style = {"description_width": "80px"}
+        self._build_site_controls(widgets, start)
+        self._build_view_controls(widgets, start)
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
+        self.info = widgets.HTML()
+        rows = [widgets.HBox([self.class_slider, self.class_search]), self.cell_type_dropdown, self.sample_slider,
+                self.channel_buttons, self.layer_dropdown,
+                widgets.HBox([self.alpha_slider, self.cmap_dropdown, self.dim_checkbox]),
+                widgets.HBox([self.compare_buttons, self.compare_dropdown]),
+                widgets.HBox([self.save_button, self.saved])]
+        self.widget = widgets.VBox([*rows, self.image, self.info])
+        self.widget.add_class("rxlib-gradcam-explorer")
+        for name in _CONTROL_ATTRIBUTES:  # e.g. rxlib-gradcam-class-slider: a handle for the page's tests
+            getattr(self, name).add_class("rxlib-gradcam-" + name.replace("_", "-"))
+        for control in (self.class_slider, self.cell_type_dropdown, self.sample_slider, self.channel_buttons,
+                        self.layer_dropdown, self.alpha_slider, self.cmap_dropdown, self.dim_checkbox,
+                        self.compare_buttons, self.compare_dropdown):
+            control.observe(self._on_change, names="value")
+        self.class_search.observe(self._on_search, names="value")
+        self.save_button.on_click(self._on_save)
+
+    def _build_site_controls(self, widgets, start: dict) -> None:
+        """What is explained: class (slider and search box), cell type, sample, channel, layer."""
+        layout, style = widgets.Layout(width="480px"), {"description_width": "80px"}
         self.class_slider = widgets.SelectionSlider(
             options=start["class_options"], value=start["class_id"],
             description="class", continuous_update=False, layout=layout, style=style)
+        self.class_search = widgets.Combobox(
+            options=[label for label, _ in start["class_options"]], value=self.class_names[start["class_id"]],
+            placeholder="type to find a class", ensure_option=True, description="find",
+            layout=widgets.Layout(width="320px"), style={"description_width": "40px"})
         self.cell_type_dropdown = widgets.Dropdown(options=start["cell_types"], value=start["cell_type"],
                                                    description="cell type", layout=layout, style=style)
         self.sample_slider = widgets.IntSlider(value=start["sample"], min=0,
@@ -449,48 +684,86 @@ class GradCamExplorer:
             style={**style, "button_width": "72px"}, tooltips=["RGB composite of all channels"] + list(CHANNELS))
         self.layer_dropdown = widgets.Dropdown(options=start["layers"], value=start["layer"],
                                                description="layer", layout=layout, style=style)
-        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
-        self.image.add_class("rxlib-gradcam-image")
-        self.info = widgets.HTML()
-        self.info.add_class("rxlib-gradcam-info")
-        controls = [self.class_slider, self.cell_type_dropdown, self.sample_slider, self.channel_buttons,
-                    self.layer_dropdown]
-        self.widget = widgets.VBox([*controls, self.image, self.info])
-        self.widget.add_class("rxlib-gradcam-explorer")
-        for control in controls:
-            control.observe(self._on_change, names="value")
 
-    # the sample slider's range follows the cell type; one redraw per user action
+    def _build_view_controls(self, widgets, start: dict) -> None:
+        """How it is shown: opacity, colour map, dimming, the comparison, and the save button."""
+        style = {"description_width": "80px"}
+        self.alpha_slider = widgets.FloatSlider(value=start["alpha"], min=0.0, max=1.0, step=0.05,
+                                                description="opacity", continuous_update=False, readout_format=".2f",
+                                                layout=widgets.Layout(width="320px"), style=style)
+        self.cmap_dropdown = widgets.Dropdown(options=start["cmaps"], value=start["cmap"], description="colours",
+                                              layout=widgets.Layout(width="220px"), style={"description_width": "60px"})
+        self.dim_checkbox = widgets.Checkbox(
+            value=start["dim"], disabled=not self.has_masks, indent=False,
+            description="dim outside cells" if self.has_masks else "no cell masks: nothing dimmed")
+        self.compare_buttons = widgets.ToggleButtons(
+            options=list(COMPARE_MODES), value=start["compare"], description="compare", style=style,
+            tooltips=["one view", "a second class", "a second layer", "the same class in another cell type"])
+        choices = _compare_choices(start, start["compare"])
+        self.compare_dropdown = widgets.Dropdown(options=choices, value=start["compare_with"], description="with",
+                                                 disabled=start["compare"] == "off",
+                                                 layout=widgets.Layout(width="320px"), style={"description_width": "40px"})
+        self._choices = {mode: _compare_choices(start, mode) for mode in COMPARE_MODES}
+        self.save_button = widgets.Button(description="save PNG", icon="save",
+                                          tooltip=f"save the picture shown into {self.save_dir}")
+        self.saved = widgets.HTML()
+
+    # the sample slider's range follows the cell type, the second selector the comparison mode, the
+    # search box the class slider; one redraw per user action
     def _on_change(self, change: dict) -> None:
         if self._adjusting:
             return
-        if change["owner"] is self.cell_type_dropdown:
-            n_sites = len(cell_type_sites(self.dataset, change["new"]))
-            self._adjusting = True
-            try:
+        owner = change["owner"]
+        with self._adjusting_controls():
+            if owner is self.cell_type_dropdown:
+                n_sites = len(cell_type_sites(self.dataset, change["new"]))
                 if self.sample_slider.value > n_sites - 1:
                     self.sample_slider.value = 0
                 self.sample_slider.max = n_sites - 1
-            finally:
-                self._adjusting = False
+            elif owner is self.compare_buttons:
+                self._set_compare_choices(change["new"])
+            elif owner is self.class_slider:
+                self.class_search.value = self.class_names[change["new"]]
         self.redraw()
+
+    def _set_compare_choices(self, mode: str) -> None:
+        """The second selector's options for ``mode``, set to the first value that differs from the view's."""
+        choices = self._choices[mode]
+        current = {"off": None, "class": self.class_slider.value, "layer": self.layer_dropdown.value,
+                   "cell type": self.cell_type_dropdown.value}[mode]
+        values = _option_values(choices)
+        self.compare_dropdown.options = choices
+        self.compare_dropdown.value = next((v for v in values if v != current), values[0] if values else None)
+        self.compare_dropdown.disabled = mode == "off"
+
+    def _on_search(self, change: dict) -> None:
+        if self._adjusting:
+            return
+        found = [value for value, label in self.class_names.items() if label == change["new"]]
+        if found and found[0] != self.class_slider.value:
+            self.class_slider.value = found[0]  # the slider's observer syncs and redraws
 
     @property
     def state(self) -> dict[str, Any]:
         """The controls' values as :func:`render_explorer_png` arguments."""
+        mode = self.compare_buttons.value
         return {"class_id": self.class_slider.value, "cell_type": self.cell_type_dropdown.value,
                 "sample": self.sample_slider.value, "channel": self.channel_buttons.value,
-                "layer": self.layer_dropdown.value}
+                "layer": self.layer_dropdown.value, "alpha": float(self.alpha_slider.value),
+                "cmap": self.cmap_dropdown.value, "dim": bool(self.dim_checkbox.value),
+                "compare": None if mode == "off" else (mode, self.compare_dropdown.value)}
 
     def redraw(self) -> None:
-        """Recompute (or fetch from the cache) the CAM for the controls' values and draw it.
+        """Recompute (or fetch from the cache) the CAMs for the controls' values and draw them.
 
         An error is shown in :attr:`info` and kept in :attr:`last_error`; the previous picture stays.
+        The time each redraw took is appended to :attr:`update_times`.
         """
-        state = self.state
+        started, state = time.perf_counter(), self.state
         try:
             png = render_explorer_png(self.model, self.dataset, **state, head=self.head, cache=self.cache,
-                                      alpha=self.alpha, cmap=self.cmap, panel_size=self.panel_size)
+                                      panel_size=self.panel_size, class_names=self.class_names)
+            description = self._describe(state)
         except Exception as exc:  # noqa: BLE001 - shown to the user in the widget, which must stay usable
             self.last_error = exc
             self.info.value = (f"<span style='color:#b00'>{html.escape(type(exc).__name__)}: "
@@ -499,7 +772,8 @@ class GradCamExplorer:
         self.last_error = None
         self.image.value = png
         self.renders += 1
-        self.info.value = self._describe(state)
+        self.info.value = description
+        self.update_times.append(time.perf_counter() - started)
 
     def _describe(self, state: dict[str, Any]) -> str:
         position = _site_position(self.dataset, state["cell_type"], state["sample"])
@@ -510,51 +784,90 @@ class GradCamExplorer:
         # a CAM that is zero everywhere: no feature map has positive weight for this class (eq. 11's ReLU)
         empty = " <i>(zero everywhere: no positive evidence at this layer)</i>" if not result.cam.any() else ""
         label = row.get("label", "?")
+        cells = ("cells: outside dimmed (ground-truth masks)" if state["dim"] else "cells: not dimmed") \
+            if self.has_masks else "no cell masks: nothing dimmed"
+        second = f" | second row: {state['compare'][0]} {html.escape(str(state['compare'][1]))}" \
+            if state["compare"] else ""
         return (f"site <b>{html.escape(str(site))}</b> (label {html.escape(str(label))}, "
                 f"predicted {result.predicted}) | class {state['class_id']} {self.head} "
-                f"{result.score:.3f} | {html.escape(state['layer'])}{empty} | panels: "
-                f"{html.escape(state['channel'])}, Grad-CAM (jet, 0-1), overlay")
+                f"{result.score:.3f} | {html.escape(state['layer'])}{empty}{second} | CAM scaled 0-1 per map "
+                f"({html.escape(state['cmap'])}) | {cells}")
+
+    def save(self) -> Path:
+        """Save the picture shown as ``save_dir/<view_stem>.png`` (:func:`save_view_png`); return the path.
+
+        Raises:
+            RuntimeError: the last redraw failed, so the picture shown is not the controls' setting.
+            ForeignFilesError: a file of that name that rxlib did not write is there (it is left alone).
+        """
+        if self.last_error is not None:
+            raise RuntimeError("the current setting could not be drawn; nothing saved")
+        state = self.state
+        position = _site_position(self.dataset, state["cell_type"], state["sample"])
+        site = _table(self.dataset).iloc[position].get("site_id", f"item{position}")
+        self.last_saved = save_view_png(self.image.value, self.save_dir, view_stem(state, site))
+        self.saved.value = f"saved <code>{html.escape(str(self.last_saved))}</code>"
+        return self.last_saved
+
+    def _on_save(self, _button) -> None:
+        try:
+            self.save()
+        except Exception as exc:  # noqa: BLE001 - shown to the user in the widget, which must stay usable
+            self.saved.value = (f"<span style='color:#b00'>not saved: {html.escape(type(exc).__name__)}: "
+                                f"{html.escape(str(exc))}</span>")
 
 
 def gradcam_explorer(model: nn.Module, dataset, *, layers: Sequence[str] | None = None,
                      classes: Sequence[int] | Mapping[int, str] | None = None, class_id: int | None = None,
                      cell_type: str | None = None, sample: int = 0, channel: str = COMPOSITE,
-                     layer: str | None = None, head: str = "logits", alpha: float = 0.45, cmap: str = "jet",
-                     panel_size: int = 256, cache_size: int = 256) -> ipywidgets.Widget:
+                     layer: str | None = None, head: str = "logits", alpha: float = DEFAULT_ALPHA,
+                     cmap: str = DEFAULT_CMAP, dim: bool = True, compare: str = "off", compare_with: Any = None,
+                     save_dir: str | Path | None = None, panel_size: int = 256,
+                     cache_size: int = 256) -> ipywidgets.Widget:
     """An ipywidgets Grad-CAM explorer over the sites of a data set.
 
-    Controls: target class, cell type, sample (index among the sites of that cell type), channel
-    (``composite`` or ``w1``..``w6``) and layer. Moving any of them redraws the picture of
-    :func:`render_explorer_png`; CAMs are cached per (site, class, layer), so changing the channel
-    is immediate.
+    Controls: target class (a slider of named classes and a search box beside it), cell type, sample
+    (index among the sites of that cell type), channel (``composite`` or ``w1``..``w6``), layer, the
+    overlay's opacity and colour map, dimming outside the cells (where there are cell masks), a
+    comparison (``off`` / ``class`` / ``layer`` / ``cell type`` and the second value: a second row of
+    panels) and a button that saves the picture shown. Moving any of them redraws the picture of
+    :func:`render_explorer_png`; CAMs are cached per (site, class, layer), so the channel, opacity and
+    colour map change at once.
 
     Args:
         model: an RxNet (or a DCMIX wrapper); it is put in eval mode only while a CAM is computed.
         dataset: an :class:`~rxlib.data.RxRx1Dataset`.
         layers: layer names offered (default :func:`default_explorer_layers`: the dense blocks and the
             last dense layer).
-        classes: class ids offered, or a mapping id -> name (default: every class of the model).
+        classes: class ids offered, or a mapping id -> name (default: every class of the model, named by
+            :func:`explorer_class_names`).
         class_id, cell_type, sample, channel, layer: the controls' starting values (defaults: the
             site's own label when offered, else the first class; the data set's first cell type; its
-            first site; the composite; ``denseblock4`` / ``layer4`` when offered, else the last layer).
+            first site; the composite; ``denseblock4`` / ``layer4`` when offered, else the last layer;
+            notebook 07 passes its Figure 11 layer, :data:`rxlib.profiles.GRADCAM_LAYER`).
         head: ``'logits'`` or ``'cosine'``.
-        alpha, cmap, panel_size: drawing options of :func:`overlay_png`.
+        alpha, cmap: the overlay's starting opacity and colour map (:data:`CAM_COLOUR_MAPS` are offered).
+        dim: start with the pixels outside the cells dimmed (where the data set has cell masks).
+        compare, compare_with: the starting comparison mode (:data:`COMPARE_MODES`) and second value.
+        save_dir: where the save button writes (default :func:`rxlib.config.figures_dir`).
+        panel_size: side of each square panel in pixels.
         cache_size: CAMs kept in memory.
 
     Returns:
-        An ``ipywidgets.VBox`` with the controls as attributes (``class_slider``, ``cell_type_dropdown``,
-        ``sample_slider``, ``channel_buttons``, ``layer_dropdown``), the ``image`` and the ``info`` line;
-        its ``explorer`` attribute is the :class:`GradCamExplorer` (cache, redraw count, last error).
+        An ``ipywidgets.VBox`` with the controls as attributes (see :class:`GradCamExplorer`), the
+        ``image`` and the ``info`` line; its ``explorer`` attribute is the :class:`GradCamExplorer`
+        (cache, redraw count and times, last error, ``save()``).
 
     Raises:
-        ValueError: a class id out of range or not offered, an unknown cell type or channel, an empty
-            data set or class list.
+        ValueError: a class id out of range or not offered, an unknown cell type, channel or comparison,
+            an opacity outside [0, 1], an empty data set or class list.
         IndexError: a starting sample beyond the sites of its cell type.
-        KeyError: a layer the model does not have, or a starting layer not offered.
+        KeyError: a layer the model does not have, a starting layer not offered, an unknown colour map.
     """
     explorer = GradCamExplorer(model, dataset, layers=layers, classes=classes, class_id=class_id,
                                cell_type=cell_type, sample=sample, channel=channel, layer=layer, head=head,
-                               alpha=alpha, cmap=cmap, panel_size=panel_size, cache_size=cache_size)
+                               alpha=alpha, cmap=cmap, dim=dim, compare=compare, compare_with=compare_with,
+                               save_dir=save_dir, panel_size=panel_size, cache_size=cache_size)
     box = explorer.widget
     box.explorer = explorer
     for name in _CONTROL_ATTRIBUTES:  # so that tests and users reach the controls from the widget
@@ -562,5 +875,6 @@ def gradcam_explorer(model: nn.Module, dataset, *, layers: Sequence[str] | None 
     return box
 
 
-_CONTROL_ATTRIBUTES = ("class_slider", "cell_type_dropdown", "sample_slider", "channel_buttons", "layer_dropdown",
-                       "image", "info")
+_CONTROL_ATTRIBUTES = ("class_slider", "class_search", "cell_type_dropdown", "sample_slider", "channel_buttons",
+                       "layer_dropdown", "alpha_slider", "cmap_dropdown", "dim_checkbox", "compare_buttons",
+                       "compare_dropdown", "save_button", "saved", "image", "info")

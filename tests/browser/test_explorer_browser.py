@@ -3,8 +3,14 @@
 A notebook that builds a tiny model on a tiny synthetic RxRx1 and displays the explorer is written to a
 temporary folder; JupyterLab serves it on 127.0.0.1 with a random token; Chromium (Debian's, at
 /usr/bin/chromium; install it with ``scripts/install_browser.sh``) opens it, runs all cells, waits for
-the explorer's picture, moves the sample and class sliders with the keyboard and clicks a channel
-button, and checks that the picture changes each time and shows what :func:`render_explorer_png` draws.
+the explorer's picture, and operates every control as a user would: the sample, class and opacity
+sliders by keyboard, the class search box by typing, the channel, comparison and colour-map controls,
+the cell-type, layer and second-value dropdowns, the dimming checkbox, and the save button. After each
+it checks that the picture changed (or the file appeared, with the bytes shown) and, at the end, that
+every picture is what :func:`render_explorer_png` draws for that setting.
+
+With ``RXLIB_SCREENSHOTS=<folder>`` the test also saves the explorer in side-by-side and single mode
+(``explorer_compare.png``, ``explorer_single.png``) there.
 
 Marked ``browser`` (deselected by default): ``python -m pytest -m browser tests/browser``. Every wait is
 bounded; the server (with its kernel) and the browser are stopped even when the test fails.
@@ -83,7 +89,8 @@ def jupyter_lab(folder: Path):
     tracker = home / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
     tracker.parent.mkdir(parents=True)
     tracker.write_text('{"autoStartDefaultKernel": true}')
-    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
+    # the explorer's save button writes into the kernel's figures folder: one inside ``folder``
+    env = {**os.environ, "RXLIB_FIGURES": str(folder / "figures"), "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
            "JUPYTER_DATA_DIR": str(home / "data"),
            "IPYTHONDIR": str(home / "ipython"), "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
@@ -246,6 +253,68 @@ def _pixels(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"), dtype=np.int16)
 
 
+def _step(page, src: str, shown: list, change: dict, what: str) -> str:
+    """After ``what`` was done: wait for the new picture, note it with its setting, check it changed."""
+    src = _wait_for_new_image(page, src)
+    shown.append((_image_bytes(page), {**shown[-1][1], **change}))
+    assert shown[-1][0] != shown[-2][0], f"{what} did not change the picture"
+    return src
+
+
+def _screenshot(page, name: str) -> None:
+    """The explorer's widget as ``$RXLIB_SCREENSHOTS/name`` (nothing without that variable)."""
+    folder = os.environ.get("RXLIB_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        size = page.viewport_size
+        page.set_viewport_size({"width": size["width"], "height": 1800})  # the whole widget in view
+        try:
+            page.locator(".rxlib-gradcam-explorer").screenshot(path=str(Path(folder) / name))
+        finally:
+            page.set_viewport_size(size)
+
+
+def _operate_the_other_controls(page, src: str, shown: list, folder: Path) -> str:
+    """The class search box, the layer, opacity, colour-map and cell-type controls, the comparison (each
+    mode and its second selector), the dimming checkbox and the save button; return the last src."""
+    search = page.locator(".rxlib-gradcam-class-search input")
+    search.fill("5: UNTREATED (negative_control)")
+    search.press("Enter")
+    src = _step(page, src, shown, {"class_id": 5}, "choosing class 5 in the search box")
+    page.locator(".rxlib-gradcam-layer-dropdown select").select_option("denseblock1")
+    src = _step(page, src, shown, {"layer": "denseblock1"}, "choosing layer denseblock1")
+    page.locator(".rxlib-gradcam-alpha-slider .noUi-handle").focus()
+    page.keyboard.press("ArrowRight")
+    src = _step(page, src, shown, {"alpha": 0.5}, "moving the opacity slider")
+    page.locator(".rxlib-gradcam-cmap-dropdown select").select_option("magma")
+    src = _step(page, src, shown, {"cmap": "magma"}, "choosing the magma colour map")
+    page.locator(".rxlib-gradcam-cell-type-dropdown select").select_option("U2OS")
+    src = _step(page, src, shown, {"cell_type": "U2OS"}, "choosing cell type U2OS")
+    compare = page.locator(".rxlib-gradcam-compare-buttons button")
+    compare.filter(has_text="class").click()
+    src = _step(page, src, shown, {"compare": ("class", 0)}, "comparing with a second class")
+    page.locator(".rxlib-gradcam-compare-dropdown select").select_option(label="3: SYN-T0003 (treatment)")
+    src = _step(page, src, shown, {"compare": ("class", 3)}, "choosing the second class")
+    assert _pixels(shown[-1][0]).shape[0] > 1.8 * _pixels(shown[0][0]).shape[0], "no second row"
+    _screenshot(page, "explorer_compare.png")
+    for mode, value in (("cell type", "HEPG2"), ("layer", "denseblock3")):
+        compare.filter(has_text=mode).click()
+        src = _step(page, src, shown, {"compare": (mode, value)}, f"comparing with another {mode}")
+    compare.filter(has_text="off").click()
+    src = _step(page, src, shown, {"compare": None}, "switching the comparison off")
+    _screenshot(page, "explorer_single.png")
+    page.locator(".rxlib-gradcam-dim-checkbox input").click()
+    src = _step(page, src, shown, {"dim": False}, "switching the dimming off")
+    page.locator(".rxlib-gradcam-save-button").click()
+    page.wait_for_function("() => document.querySelector('.rxlib-gradcam-saved').innerText.includes('.png')",
+                           timeout=STEP_S * 1000)
+    saved = sorted((folder / "figures").glob("gradcam_*.png"))
+    assert [p.name for p in saved] == [
+        "gradcam_U2OS-01_1_B03_1_class5_denseblock1_w2_magma_a50.png"], page.inner_text(".rxlib-gradcam-saved")
+    assert saved[0].read_bytes() == _image_bytes(page), "the saved file is not the picture shown"
+    return src
+
+
 def test_explorer_redraws_in_jupyterlab(tmp_path, explorer_root, explorer_model, explorer_dataset):
     _requirements()
     from playwright.sync_api import Error as PlaywrightError
@@ -282,18 +351,21 @@ def test_explorer_redraws_in_jupyterlab(tmp_path, explorer_root, explorer_model,
 
             # a channel button (the CAM comes from the cache)
             page.locator(".widget-toggle-buttons button", has_text="w2").first.click()
-            _wait_for_new_image(page, src)
+            src = _wait_for_new_image(page, src)
             shown.append((_image_bytes(page), {**shown[-1][1], "channel": "w2"}))
             assert shown[-1][0] != shown[-2][0], "choosing channel w2 did not change the picture"
             info = page.inner_text(".rxlib-gradcam-info")
             assert "HEPG2-01" in info and "class 4 " in info, info
 
+            src = _operate_the_other_controls(page, src, shown, tmp_path)
+            assert "class 5 " in page.inner_text(".rxlib-gradcam-info")
+
             # the browser shows what render_explorer_png draws here (same seed, same weights); the
             # loose tolerance leaves room for float differences between the two processes
             for png, state in shown:
-                expected = render_explorer_png(explorer_model, explorer_dataset, cell_type="HEPG2",
-                                               layer="denseblock3", **state)
-                assert _pixels(png).shape == _pixels(expected).shape
+                expected = render_explorer_png(explorer_model, explorer_dataset,
+                                               **{"cell_type": "HEPG2", "layer": "denseblock3", **state})
+                assert _pixels(png).shape == _pixels(expected).shape, state
                 assert np.abs(_pixels(png) - _pixels(expected)).mean() < 1.0, f"{state}: the picture differs"
             problems = [p for p in problems if "Canceled future for" not in p]
             assert not problems, problems
@@ -305,7 +377,7 @@ def test_explorer_redraws_in_jupyterlab(tmp_path, explorer_root, explorer_model,
                 screenshot = f"none ({exc})"
             print(f"screenshot: {screenshot}\nserver log:\n{_log_tail(log_path)}", file=sys.stderr)
             raise
-    assert time.monotonic() - started < 150, "the browser test took too long"
+    assert time.monotonic() - started < 180, "the browser test took too long"
 
 
 def _gone(pid: int) -> bool:
