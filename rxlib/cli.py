@@ -149,8 +149,12 @@ def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
                                      "and in total, preparation CPU-hours and disk, peak host RAM, and whether "
                                      "the ImageNet weights are in the torch cache. Example: rxlib reproduce "
                                      "--profile paper --data /data/rxrx1 --dry-run --set budget.comparison_epochs=5")
+    from .reproduce import EXPECTED_TIME
+
     rep.add_argument("--profile", default="smoke",
-                     help="smoke (CPU, minutes), paper-mini (the paper's code path at toy size, CPU) or paper (GPU)")
+                     help="; ".join(f"{name}: {EXPECTED_TIME[name]}" for name in ("smoke", "paper-mini", "paper"))
+                     + " (smoke: tiny DenseNet on 64x64 synthetic sites; paper-mini: the paper's code path at toy "
+                       "size; paper: DenseNet-161 at 512x512)")
     rep.add_argument("--data", default=None, help="data root (default: the embedded synthetic data set)")
     rep.add_argument("--only", action="append", default=None, help="run only this notebook, e.g. 01_dataset_stats (repeatable)")
     rep.add_argument("--seed", type=int, default=0)

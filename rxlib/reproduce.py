@@ -227,6 +227,16 @@ def _source_cell_index(source_nb, failing_source: str, fallback: int) -> int:
     return fallback
 
 
+#: How long ``rxlib reproduce`` takes per profile, as measured (stated by ``--help`` and the README). The
+#: CPU figures are wall times on this project's 2-core machine (AMD EPYC, 24 GiB), from an empty cache:
+#: synthesis, training and all eight notebooks.
+EXPECTED_TIME: dict[str, str] = {
+    "smoke": "about 10 min on 2 CPU cores from an empty cache (595 s measured idle; 1,019 s while other test jobs "
+             "kept both cores busy)",
+    "paper-mini": "about 4 min on 2 CPU cores (242 s measured; DenseNet-161 at 64x64, two steps per model)",
+    "paper": "within the plan's GPU-hours on one GPU (rxlib reproduce --profile paper --dry-run prices it)",
+}
+
 #: Prefix of the lines a ``--one`` process prints when its notebook enters a new section.
 _PROGRESS = "rxlib-notebook-progress: "
 
