@@ -44,6 +44,13 @@ def smoke_run(smoke_root, tmp_path_factory):
     figures, reports = out / "figures", out / "reports"
     result = reproduce(profile="smoke", data_root=smoke_root, figures_dir=figures, reports_dir=reports,
                        log=lambda *_: None)
+    keep = os.environ.get("RXLIB_SMOKE_REPORTS")  # CI: the browser test then opens every notebook's report
+    if keep:
+        import shutil
+
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for html in reports.glob("[0-9][0-9]_*.html"):
+            shutil.copy2(html, Path(keep) / html.name)
     return result, figures, reports
 
 
