@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import random
@@ -495,7 +496,33 @@ def train_step(model, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradSc
     return StepResult(loss, soft, arc, lab_out, target)
 
 
-def _train_epoch(model, optimizer, scaler, config, train_dataset, unlabelled_dataset, epoch, alpha, progress) -> dict:
+#: Where a running epoch says which step it is at (in ``out_dir``, rewritten at most every
+#: :data:`STEP_PROGRESS_S` seconds): ``{"epoch", "epochs", "step", "steps", "images_per_s"}``, read by
+#: :mod:`rxlib.train.pool` so that a long epoch (hours in the paper profile) is not silent.
+PROGRESS_FILE = "progress.json"
+STEP_PROGRESS_S = 10.0
+
+
+class _StepProgress:
+    """Writes :data:`PROGRESS_FILE` for the running epoch (nothing when ``path`` is None)."""
+
+    def __init__(self, path: Path | None, epoch: int, config: TrainConfig, steps: int) -> None:
+        self.path, self.batch_size = path, config.batch_size
+        self.info = {"epoch": epoch + 1, "epochs": config.epochs, "steps": steps}
+        self.started = self.last = time.perf_counter()
+
+    def __call__(self, step: int) -> None:
+        now = time.perf_counter()
+        if self.path is None or now - self.last < STEP_PROGRESS_S:
+            return
+        self.last = now
+        rate = step * self.batch_size / max(now - self.started, 1e-9)
+        with atomic_path(self.path) as tmp:
+            tmp.write_text(json.dumps({**self.info, "step": step, "images_per_s": round(rate, 1)}))
+
+
+def _train_epoch(model, optimizer, scaler, config, train_dataset, unlabelled_dataset, epoch, alpha, progress,
+                 step_file: Path | None = None) -> dict:
     device = torch.device(config.device)
     use_cuda = device.type == "cuda"
     ctx = distributed.current()
@@ -512,11 +539,13 @@ def _train_epoch(model, optimizer, scaler, config, train_dataset, unlabelled_dat
     meter = _Meter()
     n_batches = len(loader) if config.max_batches_per_epoch is None else min(len(loader), config.max_batches_per_epoch)
     bar = tqdm(total=n_batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=False, disable=not progress)
+    report = _StepProgress(step_file, epoch, config, n_batches)
     try:
         for step, batch in enumerate(loader):
             if step >= n_batches:
                 break
             bar.update(1)
+            report(step)
             batch = _labelled(batch)
             images, cell_type, labels = _to_device(batch, device, False)
             extra = next(unlabelled) if unlabelled is not None else None
@@ -641,7 +670,7 @@ def _data_parallel(model: RxNet, device: torch.device, ctx) -> torch.nn.Module:
 
 
 def _run_epoch(training: _Training, net: torch.nn.Module, config: TrainConfig, datasets: tuple, epoch: int,
-               progress: bool) -> dict:
+               progress: bool, step_file: Path | None = None) -> dict:
     """Train epoch ``epoch`` (0-based), validate, step the schedule; returns its history row."""
     train_dataset, val_dataset, unlabelled_dataset = datasets
     started = time.perf_counter()
@@ -649,7 +678,7 @@ def _run_epoch(training: _Training, net: torch.nn.Module, config: TrainConfig, d
     alpha = alpha_schedule(t, config.pseudo_t1, config.pseudo_t2, config.pseudo_alpha_f) if config.pseudo_label else 0.0
     row = {"epoch": t, "lr": training.optimizer.param_groups[0]["lr"], "alpha": alpha}
     row.update(_train_epoch(net, training.optimizer, training.scaler, config, train_dataset, unlabelled_dataset,
-                            epoch, alpha, progress))
+                            epoch, alpha, progress, step_file))
     row.update(evaluate(training.model, val_dataset, config, progress) if val_dataset is not None
                else _Meter().result("val"))
     training.scheduler.step()
@@ -709,7 +738,7 @@ def train(
     last_epoch = config.epochs if stop_after_epoch is None else min(config.epochs, stop_after_epoch)
     for epoch in range(start_epoch, last_epoch):
         records.append(_run_epoch(training, net, config, (train_dataset, val_dataset, unlabelled_dataset), epoch,
-                                  progress and writes))
+                                  progress and writes, out_dir / PROGRESS_FILE if writes else None))
         checkpoint = checkpoint_path(out_dir, epoch + 1)
         if writes:
             _write_epoch(training, config, out_dir, records)

@@ -164,14 +164,43 @@ def _report_epochs(job: Job, seen: dict[str, int], log: Callable[[str], None]) -
     try:
         rows = pd.read_csv(history)
     except (OSError, ValueError):  # not started yet, or being replaced this instant
-        return
-    if len(rows) <= seen.get(job.key, 0) or "seconds" not in rows:
+        rows = None
+    if rows is None or len(rows) <= seen.get(job.key, 0) or "seconds" not in rows:
+        _report_steps(job, seen, log)
         return
     seen[job.key] = len(rows)
     epochs, per_epoch = int(job.config.train["epochs"]), float(rows["seconds"].mean())
     rate = float(rows["train_n"].sum() / rows["seconds"].sum()) if "train_n" in rows else float("nan")
     log(f"    {job.label.split(' = ')[0]}: epoch {len(rows)}/{epochs}, {rate:.0f} images/s, "
         f"about {per_epoch * (epochs - len(rows)):.0f} s left")
+    seen[f"{job.key}:line"] = time.perf_counter()  # the next step line comes a while after this one
+
+
+#: Seconds without a line from a running job after which its step is reported (from its progress file).
+STEP_LINE_EVERY_S = 60.0
+
+
+def _report_steps(job: Job, seen: dict, log: Callable[[str], None]) -> None:
+    """Inside a long epoch: a line with the step, rate and the epoch's time left, at most every
+    :data:`STEP_LINE_EVERY_S` seconds (from ``progress.json``, :data:`rxlib.train.loop.PROGRESS_FILE`)."""
+    import json
+
+    from rxlib.train.loop import PROGRESS_FILE
+    from rxlib.train.registry import models_dir
+
+    now = time.perf_counter()
+    last = seen.setdefault(f"{job.key}:line", now)
+    if now - last < STEP_LINE_EVERY_S:
+        return
+    try:
+        step = json.loads((models_dir() / job.key / PROGRESS_FILE).read_text())
+    except (OSError, ValueError):
+        return
+    seen[f"{job.key}:line"] = now
+    rate = float(step["images_per_s"])
+    left = (step["steps"] - step["step"]) * int(job.config.train["batch_size"]) / max(rate, 1e-9)
+    log(f"    {job.label.split(' = ')[0]}: epoch {step['epoch']}/{step['epochs']}, step {step['step']}/{step['steps']}, "
+        f"{rate:.0f} images/s, about {left:.0f} s left in this epoch")
 
 
 def _cost(job: Job) -> float:

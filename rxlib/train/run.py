@@ -7,6 +7,7 @@ held-out experiments::
     run.json          the resolved config, the data fingerprint and the number of processes
     history.csv       one row per epoch (see rxlib.train.loop)
     checkpoints/      per-epoch checkpoints (a killed run resumes from the newest)
+    progress.json     the step the running epoch is at (rewritten every few seconds; rxlib.train.pool reports it)
     model.pt          the final weights (rxlib.train.load_trained_model reads it)
     accuracy.csv      held-out accuracy per cell type; controls.csv: the control check
     predictions.csv   the held-out predictions, written last: its presence marks a complete run

@@ -73,3 +73,30 @@ def test_each_new_epoch_of_a_running_job_is_reported_once_with_its_rate_and_time
     pool._report_epochs(job, seen, lines.append)
     pool._report_epochs(job, seen, lines.append)  # nothing new
     assert lines == ["    main: epoch 2/4, 50 images/s, about 4 s left"]
+
+
+def test_a_long_epoch_reports_its_step_from_the_progress_file(tiny_synth, registry_cache, tiny_run, monkeypatch):
+    """The loop writes progress.json during an epoch; the pool turns it into a step line with the rate
+    and the time left in the epoch, at most once per STEP_LINE_EVERY_S."""
+    import json
+
+    from rxlib.train import loop
+
+    monkeypatch.setattr(loop, "STEP_PROGRESS_S", 0.0)  # write at every step
+    config = run_config("smoke", **tiny_run).resolved(tiny_synth)
+    trained = registry.train_or_load(config, tiny_synth)
+    written = json.loads((trained.folder / loop.PROGRESS_FILE).read_text())
+    assert written["epoch"] == written["epochs"] == tiny_run["epochs"]
+    assert 0 <= written["step"] < written["steps"] and written["images_per_s"] > 0
+
+    job = pool.Job("tiny", config, tiny_synth, trained.folder.name)
+    lines, seen = [], {}
+    monkeypatch.setattr(pool, "STEP_LINE_EVERY_S", 0.0)
+    pool._report_steps(job, seen, lines.append)
+    assert lines == [f"    tiny: epoch {written['epoch']}/{written['epochs']}, step {written['step']}/{written['steps']}, "
+                     f"{written['images_per_s']:.0f} images/s, about "
+                     f"{(written['steps'] - written['step']) * tiny_run['batch_size'] / written['images_per_s']:.0f} s "
+                     "left in this epoch"]
+    monkeypatch.setattr(pool, "STEP_LINE_EVERY_S", 3600.0)
+    pool._report_steps(job, seen, lines.append)
+    assert len(lines) == 1  # not again within the interval
