@@ -579,7 +579,8 @@ def _epoch_loader(dataset: Dataset, config: TrainConfig, seed: int, ctx, use_cud
 
 def _remove_stale_temporaries(out_dir: Path) -> None:
     """Delete the temporary files of checkpoints whose writing was killed (never read: see atomic_path)."""
-    for stray in [*out_dir.glob(".model.pt.*.part"), *(out_dir / "checkpoints").glob(".epoch_*.pt.*.part")]:
+    for stray in [*out_dir.glob(".model.pt.*.part"), *out_dir.glob(f".{PROGRESS_FILE}.*.part"),
+                  *(out_dir / "checkpoints").glob(".epoch_*.pt.*.part")]:
         stray.unlink(missing_ok=True)
 
 
