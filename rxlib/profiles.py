@@ -456,6 +456,14 @@ CHEATING_DATA_OVERRIDES: dict = {"augment": False}
 GRADCAM_LAYER: dict[str, str] = {"smoke": "denseblock2", "paper-mini": "denseblock4", "paper": "denseblock4"}
 
 
+#: Held-out sites the sanity checks explain (notebooks 07 and 08). Each site costs one explanation per
+#: randomisation step (12 steps for a DenseNet) and, for the channel methods, eq. 15 at two layers plus
+#: occlusion's six forward passes: paper-mini (DenseNet-161 on 2 CPU cores) explains a few.
+SANITY_SITES: dict[str, dict[str, int]] = {"smoke": {"gradcam": 32, "channels": 24},
+                                           "paper-mini": {"gradcam": 8, "channels": 4},
+                                           "paper": {"gradcam": 64, "channels": 48}}
+
+
 def cheating_run_config(profile: str = "smoke", **train_overrides) -> RunConfig:
     """:func:`run_config` of the cheating model: the profile's defaults with :data:`CHEATING_OVERRIDES`
     and :data:`CHEATING_DATA_OVERRIDES`."""

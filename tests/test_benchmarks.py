@@ -36,7 +36,7 @@ def _gpu_check():
     return importlib.import_module("benchmarks.gpu_check")
 
 
-@pytest.mark.e2e  # the whole GPU check on the CPU (DenseNet-161 steps): minutes on 2 cores, run by CI after the suite
+@pytest.mark.e2e  # the whole GPU check on the CPU (DenseNet-161 steps): minutes on 2 cores, run by CI beside the suite
 def test_gpu_check_cpu_smoke_writes_csv_and_markdown(tmp_path):
     done = subprocess.run(["bash", "benchmarks/gpu_check.sh", "--cpu-smoke", "--out", str(tmp_path)], cwd=PROJ_ROOT,
                           capture_output=True, text=True, timeout=400)

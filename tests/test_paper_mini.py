@@ -17,7 +17,7 @@ import pytest
 from rxlib import config, manifest
 from rxlib.reproduce import reproduce
 
-pytestmark = pytest.mark.e2e  # minutes of DenseNet-161 on 2 cores: run by CI after the suite (-m e2e)
+pytestmark = pytest.mark.e2e  # minutes of DenseNet-161 on 2 cores: run by CI beside the suite (-m e2e)
 
 NOTEBOOKS = sorted(p.stem for p in config.NOTEBOOKS_DIR.glob("[0-9][0-9]_*.ipynb"))
 

@@ -10,7 +10,7 @@ import pytest
 from rxlib import manifest
 from rxlib.reproduce import reproduce
 
-pytestmark = pytest.mark.e2e  # whole notebook runs: run by CI after the suite (-m e2e)
+pytestmark = pytest.mark.e2e  # whole notebook runs: run by CI beside the suite (-m e2e)
 
 
 def _stdout(notebook) -> str:

@@ -267,3 +267,11 @@ def test_run_seeds_of_dicts_no_planted_channels_and_control_claim_ids():
     pred = pd.DataFrame({"well_type": ["negative_control"] * 5 + ["positive_control"] * 5, "top1_prob": np.r_[_shift(0.2, 5), _shift(0.9, 5)]})
     (v,) = vd.control_verdicts({"clean twin": _run("composite", [0.5], predictions=pred)}, **FAST)
     assert v.claim == "sec2.2-controls-clean_twin"
+
+
+def test_runs_of_one_epoch_give_an_undecided_oscillation_verdict_not_an_error():
+    from rxlib.explain.verdicts import loss_oscillation_verdict
+
+    verdict = loss_oscillation_verdict(np.array([]), np.array([]), unit="epoch steps")
+    assert verdict.holds is None and verdict.verdict == "undecided"
+    assert "no interval" in verdict.sentence() and verdict.interval_method.startswith("none")
