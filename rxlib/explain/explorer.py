@@ -586,6 +586,10 @@ class _Adjusting:
         self.explorer._adjusting = False
 
 
+#: Width of each channel button: room for "composite" with JupyterLab's button padding (at 72 px it read "comp…").
+CHANNEL_BUTTON_WIDTH = "100px"
+
+
 class GradCamExplorer:
     """The explorer's controls, picture and state; :attr:`widget` is what a notebook displays.
 
@@ -681,7 +685,8 @@ class GradCamExplorer:
                                                layout=layout, style=style)
         self.channel_buttons = widgets.ToggleButtons(
             options=start["channel_names"], value=start["channel"], description="channel",
-            style={**style, "button_width": "72px"}, tooltips=["RGB composite of all channels"] + list(CHANNELS))
+            style={**style, "button_width": CHANNEL_BUTTON_WIDTH},
+            tooltips=["RGB composite of all channels"] + list(CHANNELS))
         self.layer_dropdown = widgets.Dropdown(options=start["layers"], value=start["layer"],
                                                description="layer", layout=layout, style=style)
 

@@ -423,3 +423,10 @@ def test_other_bad_settings(explorer_model, explorer_dataset):
 def test_overlay_png_checks_shapes():
     with pytest.raises(ValueError, match=r"need a \(C, H, W\) image and an \(H, W\) cam"):
         overlay_png(np.zeros((6, 8, 8)), np.zeros((4, 4)))
+
+
+def test_channel_buttons_leave_room_for_the_word_composite(explorer):
+    """At 72 px JupyterLab cut the label to "comp…": ~9 characters of a 13 px font and the padding need more."""
+    width = int(explorer.channel_buttons.style.button_width.removesuffix("px"))
+    assert width >= 9 * 8 + 2 * 12  # characters at about 8 px, and padding on both sides
+    assert "composite" in explorer.channel_buttons.options
