@@ -233,8 +233,7 @@ def _lay_out_site(rng: np.random.Generator, centres: np.ndarray, cells: _CellDra
     nuc_grow = 1.0 + 0.45 * effects.get((1, "nucleus", "enlarge"), 0.0)
     # each pixel belongs to the cell of smallest normalised distance
     c = cells
-    geometry = _CellGeometry(centres[:n], c.angle, c.nuc_angle, c.ca, c.cb, c.na, c.nb, c.harm_amp, c.harm_phase,
-                             c.nuc_off, c.fibre_angle)
+    geometry = _CellGeometry(centres[:n], c)
     reach = np.maximum(c.ca * (1 + 2 * shape.irregularity), c.na * nuc_grow) + 2
     labels, rho_c, rho_n, v_loc = _ownership(geometry, size, reach)
     cell = labels > 0
@@ -444,17 +443,10 @@ def optics(signal: np.ndarray, psf_sigma: float, haze: float) -> np.ndarray:
 
 @dataclass
 class _CellGeometry:
+    """The placed cells: their centres and the draws of their outlines (indexed by cell, as centres)."""
+
     centres: np.ndarray
-    angle: np.ndarray
-    nuc_angle: np.ndarray
-    ca: np.ndarray
-    cb: np.ndarray
-    na: np.ndarray
-    nb: np.ndarray
-    harm_amp: np.ndarray
-    harm_phase: np.ndarray
-    nuc_off: np.ndarray
-    fibre_angle: np.ndarray
+    cells: _CellDraws
 
 
 def _cell_fields(g: _CellGeometry, k: np.ndarray, xx: np.ndarray, yy: np.ndarray):
@@ -463,28 +455,29 @@ def _cell_fields(g: _CellGeometry, k: np.ndarray, xx: np.ndarray, yy: np.ndarray
     ``k`` has shape (m, 1, 1) and xx, yy broadcast against it; the same float32 arithmetic serves the
     whole-image path and the bounding-box path, so both give identical values.
     """
+    c = g.cells
     cx, cy = g.centres[k, 0].astype(np.float32), g.centres[k, 1].astype(np.float32)
     dx, dy = xx - cx, yy - cy
-    cos, sin = np.cos(g.angle[k]).astype(np.float32), np.sin(g.angle[k]).astype(np.float32)
+    cos, sin = np.cos(c.angle[k]).astype(np.float32), np.sin(c.angle[k]).astype(np.float32)
     u, v = dx * cos + dy * sin, -dx * sin + dy * cos
-    ca, cb = g.ca[k].astype(np.float32), g.cb[k].astype(np.float32)
+    ca, cb = c.ca[k].astype(np.float32), c.cb[k].astype(np.float32)
     # radial harmonics cos(m theta + phase) as Re(w^m e^{i phase}), w = unit vector of (u/ca, v/cb)
     eu, ev = u / ca, v / cb
     r_ell = np.sqrt(eu * eu + ev * ev)
     w = (eu + 1j * ev).astype(np.complex64) / np.maximum(r_ell, np.float32(1e-6))
     radial = np.ones_like(r_ell)
     power = w
-    for m in range(g.harm_amp.shape[1]):
+    for m in range(c.harm_amp.shape[1]):
         power = power * w  # w^(m+2)
-        ph = g.harm_phase[k, m]
-        radial += g.harm_amp[k, m].astype(np.float32) * (
+        ph = c.harm_phase[k, m]
+        radial += c.harm_amp[k, m].astype(np.float32) * (
             np.cos(ph).astype(np.float32) * power.real - np.sin(ph).astype(np.float32) * power.imag)
     rc = r_ell / np.maximum(radial, np.float32(0.4))
-    ndx, ndy = dx - g.nuc_off[k, 0].astype(np.float32), dy - g.nuc_off[k, 1].astype(np.float32)
-    ncos, nsin = np.cos(g.nuc_angle[k]).astype(np.float32), np.sin(g.nuc_angle[k]).astype(np.float32)
+    ndx, ndy = dx - c.nuc_off[k, 0].astype(np.float32), dy - c.nuc_off[k, 1].astype(np.float32)
+    ncos, nsin = np.cos(c.nuc_angle[k]).astype(np.float32), np.sin(c.nuc_angle[k]).astype(np.float32)
     nu, nv = ndx * ncos + ndy * nsin, -ndx * nsin + ndy * ncos
-    rn = np.sqrt((nu / g.na[k].astype(np.float32)) ** 2 + (nv / g.nb[k].astype(np.float32)) ** 2)
-    fa = g.fibre_angle[k].astype(np.float32)
+    rn = np.sqrt((nu / c.na[k].astype(np.float32)) ** 2 + (nv / c.nb[k].astype(np.float32)) ** 2)
+    fa = c.fibre_angle[k].astype(np.float32)
     vloc = -u * np.sin(fa) + v * np.cos(fa)
     return rc, rn, vloc
 
