@@ -439,3 +439,31 @@ def compute_cam(
         cam = postprocess(cam_map(found.activation, found.gradient), tuple(images.shape[-2:]),
                           upsample=upsample, normalise=normalise)
     return (cam, found.scores) if return_scores else cam
+
+
+def cam_member(cam_map: CamMap, name: str, summary: str) -> Callable[..., torch.Tensor | tuple[torch.Tensor, ...]]:
+    """A member of the family: ``member(model, images, cell_type=None, targets=None, **options)`` runs
+    :func:`compute_cam` with ``cam_map`` (the member's equation), so that each member is its map alone.
+
+    Args:
+        cam_map: ``(activation, gradient) -> (B, h, w)`` before the ReLU.
+        name: the function's name (``grad_cam``).
+        summary: the first line of its docstring.
+    """
+
+    def member(model: nn.Module, images: torch.Tensor, cell_type: torch.Tensor | None = None, targets: Targets = None,
+               **options) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        return compute_cam(cam_map, model, images, cell_type, targets, **options)
+
+    member.__name__ = member.__qualname__ = name
+    member.__module__ = cam_map.__module__
+    member.__doc__ = (
+        f"{summary}\n\n"
+        f"    ``{name}(model, images, cell_type=None, targets=None, *, layer=None, head='logits',\n"
+        "    upsample=False, normalise=False, eval_mode=True, return_scores=False)``: the arguments,\n"
+        "    return value and errors of :func:`rxlib.explain.cam.base.compute_cam` (``layer=None``: the\n"
+        "    architecture's default, ``denseblock4`` of a DenseNet, ``layer4`` of a ResNet), with the map\n"
+        f"    :func:`{cam_map.__module__}.{cam_map.__name__}`.\n")
+    member.cam_map = cam_map
+    return member
+

@@ -11,9 +11,8 @@ The same maps as pytorch-grad-cam's ``GradCAM`` (tests/explain/test_cam.py check
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from rxlib.explain.cam.base import Targets, compute_cam
+from rxlib.explain.cam.base import cam_member
 
 
 def grad_cam_map(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
@@ -29,28 +28,4 @@ def grad_cam_map(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tens
     return (weights * activation).sum(dim=1)  # eq. 11, ReLU in base.postprocess
 
 
-def grad_cam(
-    model: nn.Module,
-    images: torch.Tensor,
-    cell_type: torch.Tensor | None = None,
-    targets: Targets = None,
-    *,
-    layer: str | nn.Module | None = None,
-    head: str = "logits",
-    upsample: bool = False,
-    normalise: bool = False,
-    eval_mode: bool = True,
-    return_scores: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Grad-CAM maps of a batch (eqs. 10-11), on the model's device.
-
-    Args:
-        model, images, cell_type, targets, layer, head, upsample, normalise, eval_mode, return_scores:
-            as :func:`rxlib.explain.cam.base.compute_cam` (``layer=None``: the architecture's default,
-            ``denseblock4`` of a DenseNet, ``layer4`` of a ResNet).
-
-    Returns:
-        ``(B, h, w)`` (or ``(B, H, W)`` with ``upsample``); with ``return_scores`` ``(cams, scores)``.
-    """
-    return compute_cam(grad_cam_map, model, images, cell_type, targets, layer=layer, head=head, upsample=upsample,
-                       normalise=normalise, eval_mode=eval_mode, return_scores=return_scores)
+grad_cam = cam_member(grad_cam_map, "grad_cam", "Grad-CAM maps of a batch (eqs. 10-11), on the model's device.")

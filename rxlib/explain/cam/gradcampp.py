@@ -15,9 +15,8 @@ tests/explain/test_cam.py checks to 1e-5.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from rxlib.explain.cam.base import Targets, compute_cam
+from rxlib.explain.cam.base import cam_member
 
 #: pytorch-grad-cam's epsilon in the denominator of ``alpha``.
 ALPHA_EPS = 1e-6
@@ -41,27 +40,5 @@ def grad_cam_plus_plus_map(activation: torch.Tensor, gradient: torch.Tensor) -> 
     return (weights * activation).sum(dim=1)
 
 
-def grad_cam_plus_plus(
-    model: nn.Module,
-    images: torch.Tensor,
-    cell_type: torch.Tensor | None = None,
-    targets: Targets = None,
-    *,
-    layer: str | nn.Module | None = None,
-    head: str = "logits",
-    upsample: bool = False,
-    normalise: bool = False,
-    eval_mode: bool = True,
-    return_scores: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Grad-CAM++ maps of a batch, on the model's device.
-
-    Args:
-        model, images, cell_type, targets, layer, head, upsample, normalise, eval_mode, return_scores:
-            as :func:`rxlib.explain.cam.base.compute_cam` (``layer=None``: the architecture's default).
-
-    Returns:
-        ``(B, h, w)`` (or ``(B, H, W)`` with ``upsample``); with ``return_scores`` ``(cams, scores)``.
-    """
-    return compute_cam(grad_cam_plus_plus_map, model, images, cell_type, targets, layer=layer, head=head,
-                       upsample=upsample, normalise=normalise, eval_mode=eval_mode, return_scores=return_scores)
+grad_cam_plus_plus = cam_member(grad_cam_plus_plus_map, "grad_cam_plus_plus",
+                                "Grad-CAM++ maps of a batch, on the model's device.")
