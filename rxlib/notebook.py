@@ -22,6 +22,7 @@ class NotebookContext:
     real_root: Path | None
     synthetic: bool
     overrides: dict = field(default_factory=dict)
+    seeds: int = 1
 
     def settings(self):
         """The profile's settings with this run's overrides (:func:`rxlib.profiles.settings`)."""
@@ -65,11 +66,36 @@ class NotebookContext:
                 "importances are reported but not scored, so no claim about recovering planted cells or channels "
                 "is made here; accuracies, curves, embeddings and filters are computed as on any data.")
 
+    def pooled(self, notebook: str, verdicts) -> list:
+        """``verdicts`` of this seed pooled with the same claims of the run's other seeds (with ``seeds`` > 1;
+        :func:`rxlib.explain.seeds.pool_verdicts`), read from their reports folders
+        (:func:`rxlib.explain.seeds.seed_reports_dir`); unchanged with one seed.
+
+        Raises:
+            FileNotFoundError: another seed's verdicts of ``notebook`` are missing (one line: the file and
+                the command that writes it).
+        """
+        from .explain.seeds import pool_verdicts, read_samples, samples_path, seed_list, seed_reports_dir
+        from .explain.verdicts import Verdict
+
+        verdicts = [verdicts] if isinstance(verdicts, Verdict) else list(verdicts)
+        by_seed = {self.seed: verdicts}
+        claims = {v.claim for v in verdicts}
+        for seed in seed_list(self.seed, self.seeds)[1:]:
+            path = samples_path(seed_reports_dir(self.reports_dir, seed), notebook)
+            if not path.is_file():
+                raise FileNotFoundError(f"seed {seed}'s verdicts of {notebook} are missing ({path}); rxlib reproduce "
+                                        f"--seeds {self.seeds} runs the extra seeds first, or set seeds = 1")
+            by_seed[seed] = [v for v in read_samples(path) if v.claim in claims]
+        return pool_verdicts(by_seed)
+
     def show_verdicts(self, notebook: str, *groups) -> None:
-        """The one place a notebook presents its verdicts: display their brief table
-        (:func:`rxlib.explain.verdicts.verdicts_table`), print each one's sentence, and merge them into
-        ``verdicts.csv`` of this run's reports folder (:func:`rxlib.explain.verdicts.write_verdicts`,
-        which replaces the notebook's earlier rows: pass all of its verdicts at once).
+        """The one place a notebook presents its verdicts: keep this seed's measurements
+        (:func:`rxlib.explain.seeds.write_samples`), pool them with the run's other seeds (:meth:`pooled`),
+        display the brief table (:func:`rxlib.explain.verdicts.verdicts_table`), print each one's sentence,
+        and merge them into ``verdicts.csv`` of this run's reports folder
+        (:func:`rxlib.explain.verdicts.write_verdicts`, which replaces the notebook's earlier rows: pass
+        all of its verdicts at once).
 
         Args:
             notebook: the notebook's name, e.g. ``'07_gradcam'``.
@@ -77,9 +103,12 @@ class NotebookContext:
         """
         from IPython.display import display
 
+        from .explain.seeds import write_samples
         from .explain.verdicts import Verdict, verdicts_table, write_verdicts
 
         verdicts = [v for group in groups for v in ([group] if isinstance(group, Verdict) else group)]
+        write_samples(verdicts, self.reports_dir, notebook)
+        verdicts = self.pooled(notebook, verdicts)
         display(verdicts_table(verdicts, brief=True))
         for verdict in verdicts:
             print(verdict.sentence())
@@ -92,7 +121,7 @@ class NotebookContext:
 
 
 def setup(profile: str = "smoke", data_root: str = "", seed: int = 0, figures_dir: str = "",
-          reports_dir: str = "", real_root: str = "", overrides: str = "") -> NotebookContext:
+          reports_dir: str = "", real_root: str = "", overrides: str = "", seeds: int = 1) -> NotebookContext:
     """Resolve a notebook's parameters; generate the synthetic data set of the profile if needed; set
     torch's CPU threads to :func:`rxlib.profiles.cpu_threads` (one, unless ``RXLIB_TRAIN_THREADS`` says
     otherwise: the same floats on any machine, and no spin-waiting threads on a busy one).
@@ -105,6 +134,8 @@ def setup(profile: str = "smoke", data_root: str = "", seed: int = 0, figures_di
             ``<shared>/kaggle-2023`` when present, else None (:func:`rxlib.data.roots.resolve_real_root`).
         overrides: settings over the profile's as a JSON object (``'{"train.epochs": 2}'``; "" for none),
             checked here (see :func:`rxlib.profiles.settings`); ``rxlib reproduce --set`` fills it.
+        seeds: how many seeds the verdicts pool (``seed`` and the ones after it; :mod:`rxlib.explain.seeds`);
+            ``rxlib reproduce --seeds N`` runs the others first.
     """
     import pandas as pd
 
@@ -114,6 +145,9 @@ def setup(profile: str = "smoke", data_root: str = "", seed: int = 0, figures_di
     from .profiles import PROFILES, configure_threads, parse_overrides, settings
 
     configure_threads()
+    from .explain.seeds import seed_list
+
+    seed_list(seed, seeds)  # seeds below 1: one line now
     parsed = parse_overrides(overrides)
     if profile in PROFILES or parsed:
         settings(profile, parsed)  # an unknown key or a bad value: one line now, not a traceback in training
@@ -126,4 +160,5 @@ def setup(profile: str = "smoke", data_root: str = "", seed: int = 0, figures_di
         real_root=resolve_real_root(real_root or None),
         synthetic=(Path(root) / "truth" / "classes.csv").is_file(),
         overrides=parsed,
+        seeds=int(seeds),
     )

@@ -24,7 +24,7 @@ beside the measures they break down, :func:`rxlib.explain.embeddings.template_sp
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +103,36 @@ def _ratio_of_sums(s, c, axis=-1):
     return np.sum(s, axis=axis) / np.sum(c, axis=axis)
 
 
+@dataclass(frozen=True, eq=False)
+class Sample:
+    """The measurements behind an estimate, kept with its verdict so that seeds can be pooled
+    (:func:`rxlib.explain.seeds.pool_verdicts`).
+
+    Attributes:
+        kind: ``'mean'`` (the mean of ``first``; a paired difference is the mean of the differences) or
+            ``'two-sample'`` (``mean(first) - mean(second)``, independent samples).
+        first, second: the values (``second`` empty for ``'mean'``).
+        groups: with ``'mean'``, the cluster of each value (resampled whole); empty: each value alone.
+    """
+
+    kind: str
+    first: np.ndarray
+    second: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    groups: tuple[str, ...] = ()
+
+
+class Estimate(tuple):
+    """``(estimate, low, high, method_used)`` as :func:`mean_ci` and :func:`difference_ci` return it, with
+    the :class:`Sample` it came from as ``.sample`` (None for an estimate made by hand)."""
+
+    sample: Sample | None
+
+    def __new__(cls, estimate: float, low: float, high: float, method: str, sample: Sample | None = None):
+        self = super().__new__(cls, (estimate, low, high, method))
+        self.sample = sample
+        return self
+
+
 def mean_ci(values, *, groups: Sequence | None = None, **kwargs) -> tuple[float, float, float, str]:
     """Mean of ``values`` with a bootstrap interval; with ``groups``, whole groups are resampled
     (cluster bootstrap: the statistic is the pooled mean, sum of values over sum of counts).
@@ -114,14 +144,15 @@ def mean_ci(values, *, groups: Sequence | None = None, **kwargs) -> tuple[float,
     if len(values) == 0:
         raise ValueError("no values to summarise")
     if groups is None:
-        return (float(values.mean()), *bootstrap_ci((values,), _mean, **kwargs))
+        return Estimate(float(values.mean()), *bootstrap_ci((values,), _mean, **kwargs), Sample("mean", values))
     groups = np.asarray(groups)
     if len(groups) != len(values):
         raise ValueError(f"{len(groups)} group labels for {len(values)} values")
     frame = pd.DataFrame({"g": groups, "v": values}).groupby("g")["v"].agg(["sum", "count"])
     low, high, used = bootstrap_ci((frame["sum"].to_numpy(float), frame["count"].to_numpy(float)), _ratio_of_sums,
                                    paired=True, **kwargs)
-    return float(values.mean()), low, high, f"{used}, grouped ({len(frame)} groups)"
+    return Estimate(float(values.mean()), low, high, f"{used}, grouped ({len(frame)} groups)",
+                    Sample("mean", values, groups=tuple(str(g) for g in groups)))
 
 
 def difference_ci(a, b, *, paired: bool, groups: Sequence | None = None, **kwargs) -> tuple[float, float, float, str]:
@@ -139,14 +170,15 @@ def difference_ci(a, b, *, paired: bool, groups: Sequence | None = None, **kwarg
     if paired:
         if len(a) != len(b):
             raise ValueError(f"paired samples differ in length: {len(a)} and {len(b)}")
-        est, low, high, used = mean_ci(a - b, groups=groups, **kwargs)
-        return est, low, high, f"{used}, paired"
+        pooled = mean_ci(a - b, groups=groups, **kwargs)
+        return Estimate(*pooled[:3], f"{pooled[3]}, paired", pooled.sample)
     if groups is not None:
         raise ValueError("groups need paired samples")
     if len(a) == 0 or len(b) == 0:
         raise ValueError(f"empty sample ({len(a)} and {len(b)} values)")
     low, high, used = bootstrap_ci((a, b), _diff_means, **kwargs)
-    return float(a.mean() - b.mean()), low, high, f"{used}, two independent samples"
+    return Estimate(float(a.mean() - b.mean()), low, high, f"{used}, two independent samples",
+                    Sample("two-sample", a, b))
 
 
 # --- the verdict ---------------------------------------------------------------------------------------
@@ -178,6 +210,8 @@ class Verdict:
             (``'less'``); it holds when the whole interval is on that side.
         interval_method: how the interval was computed.
         holds: True, False, or None (undecided: the interval straddles the threshold or is missing).
+        sample: the measurements behind ``estimate`` (:class:`Sample`), kept for pooling seeds; not a
+            column of the table.
     """
 
     claim: str
@@ -195,6 +229,7 @@ class Verdict:
     confidence: float = 0.95
     interval_method: str = ""
     holds: bool | None = field(default=None)
+    sample: Sample | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -239,7 +274,7 @@ class Verdict:
                 f"({self.interval_text()}; {seeds}). Criterion {self.criterion}: {self.verdict} here, as {why}.")
 
     def as_row(self) -> dict:
-        row = asdict(self)
+        row = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "sample"}
         row.update(n_seeds=self.n_seeds, seeds=" ".join(map(str, self.seeds)), criterion=self.criterion,
                    verdict=self.verdict, sentence=self.sentence())
         return row
@@ -252,7 +287,8 @@ def make_verdict(claim: str, source: str, statement: str, quantity: str, estimat
     est, low, high, used = estimate_ci
     return Verdict(claim=claim, source=source, statement=statement, quantity=quantity, estimate=float(est),
                    ci_low=float(low), ci_high=float(high), n=int(n), unit=unit, threshold=float(threshold),
-                   direction=direction, seeds=tuple(seeds), confidence=confidence, interval_method=used)
+                   direction=direction, seeds=tuple(seeds), confidence=confidence, interval_method=used,
+                   sample=getattr(estimate_ci, "sample", None))
 
 
 # --- constructors, one per claim the notebooks test ----------------------------------------------------
