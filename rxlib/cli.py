@@ -54,7 +54,7 @@ def _reproduce(args: argparse.Namespace) -> int:
         rates = Rates(args.gpu_images_per_s, args.gpu_images_per_s * ratio, "given by --gpu-images-per-s")
     reproduce(profile=args.profile, data_root=Path(args.data) if args.data else None, only=args.only,
               seed=args.seed, dry_run=args.dry_run, figures_dir=args.figures_dir, reports_dir=args.reports_dir,
-              overrides=args.set or None, rates=rates)
+              overrides=args.set or None, rates=rates, seeds=args.seeds)
     return 0
 
 
@@ -157,7 +157,13 @@ def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
                        "size; paper: DenseNet-161 at 512x512)")
     rep.add_argument("--data", default=None, help="data root (default: the embedded synthetic data set)")
     rep.add_argument("--only", action="append", default=None, help="run only this notebook, e.g. 01_dataset_stats (repeatable)")
-    rep.add_argument("--seed", type=int, default=0)
+    rep.add_argument("--seed", type=int, default=0, help="seed of the synthetic data set, of the sampling and of the "
+                                                        "figures (default 0)")
+    rep.add_argument("--seeds", type=int, default=1,
+                     help="seeds the verdicts pool: --seed and the ones after it, each with its own data set and "
+                          "training; the extra seeds' verdict notebooks (03-08) run first, into "
+                          "<reports>/seeds/seed<N>/ (default 1; 3 costs about three times the time of the verdict "
+                          "notebooks and their models)")
     rep.add_argument("--figures-dir", default=None, help="figures folder (default <repo>/figures)")
     rep.add_argument("--reports-dir", default=None, help="reports folder (default <repo>/reports)")
     rep.add_argument("--dry-run", action="store_true",

@@ -106,6 +106,10 @@ COMPARED: dict[str, tuple[tuple[str, ...], ...] | None] = {
 }
 #: Notebooks whose models are compared with each other.
 COMPARISON_NOTEBOOKS: tuple[str, ...] = tuple(COMPARED)
+#: Notebooks that test claims (``ctx.show_verdicts``): those an extra seed runs again
+#: (``rxlib reproduce --seeds N``, :mod:`rxlib.explain.seeds`).
+VERDICT_NOTEBOOKS: tuple[str, ...] = ("03_losses", "04_pseudo_label_cutmix", "05_embeddings_tsne", "06_conv_filters",
+                                      "07_gradcam", "08_channel_attention")
 
 
 def compared_groups(stem: str, labels) -> list[list[str]]:
@@ -676,6 +680,7 @@ def format_plan(plan: Plan) -> str:
 
 __all__ = [
     "ARCH_COST", "ASSUMED_RATES", "COMPARED", "COMPARISON_NOTEBOOKS", "DataSummary", "MODELS", "ModelSpec", "Plan", "Rates",
+    "VERDICT_NOTEBOOKS",
     "apply_budget", "budget_note", "build_plan", "check_distinct", "compared_groups", "format_plan", "measured_rates",
     "missing_weights", "model_config", "notebook_model_names", "notebook_models",
     "requested_configs", "summarise_data", "summarise_synthetic", "train_model", "weights_status",

@@ -231,8 +231,8 @@ def _source_cell_index(source_nb, failing_source: str, fallback: int) -> int:
 #: CPU figures are wall times on this project's 2-core machine (AMD EPYC, 24 GiB), from an empty cache:
 #: synthesis, training and all eight notebooks.
 EXPECTED_TIME: dict[str, str] = {
-    "smoke": "about 10 min on 2 CPU cores from an empty cache (595 s measured idle; 1,019 s while other test jobs "
-             "kept both cores busy)",
+    "smoke": "about 4-5 min on 2 CPU cores from an empty cache (251 s and 258 s measured idle, 444 s beside two busy "
+             "processes; a host with half these benchmark rates took 595 s); with --seeds 3 about 10 min (590 s)",
     "paper-mini": "about 4 min on 2 CPU cores (242 s measured; DenseNet-161 at 64x64, two steps per model)",
     "paper": "within the plan's GPU-hours on one GPU (rxlib reproduce --profile paper --dry-run prices it)",
 }
@@ -407,6 +407,7 @@ def reproduce(
     items: Sequence[manifest.PaperItem] | None = None,
     overrides=None,
     rates=None,
+    seeds: int = 1,
 ) -> pd.DataFrame:
     """Run the notebooks and return the manifest of the files they wrote.
 
@@ -432,6 +433,11 @@ def reproduce(
             ``["train.epochs=10", ...]`` (see :func:`rxlib.profiles.settings`); checked before anything
             runs and passed to every notebook as its ``overrides`` parameter (a JSON string).
         rates: :class:`rxlib.plan.Rates` for the dry-run plan (default: measured, else assumed).
+        seeds: seeds the verdicts pool (:mod:`rxlib.explain.seeds`): ``seed`` and the ``seeds - 1`` after
+            it. The extra seeds run first (:func:`_run_extra_seeds`): the notebooks of
+            :data:`rxlib.plan.VERDICT_NOTEBOOKS` among those selected, on the synthetic set of that seed
+            (the same data when ``data_root`` is given) with ``train.seed`` set to it, into
+            ``<reports>/seeds/seed<N>/``; then the selected notebooks of ``seed`` pool every verdict.
 
     Returns:
         The manifest (columns of :data:`MANIFEST_COLUMNS`) as written to ``reports/manifest.csv``: this
@@ -451,8 +457,11 @@ def reproduce(
     from rxlib.data.roots import resolve_data_root
     from rxlib.profiles import PROFILES, parse_overrides, settings
 
+    from rxlib.explain.seeds import seed_list
+
     log = log or _say
     total_start = time.perf_counter()
+    extra_seeds = seed_list(seed, seeds)[1:]  # seeds below 1: one line before anything runs
     overrides = parse_overrides(overrides)
     # unknown keys and bad values: one line, before anything runs (a profile that names only a synthetic
     # data set, e.g. "cpu", has no training settings to check unless some are overridden)
@@ -468,6 +477,8 @@ def reproduce(
                   "figures_dir": str(figs), "reports_dir": str(reps)}
     if overrides:
         parameters["overrides"] = json.dumps(overrides, sort_keys=True)
+    if extra_seeds:
+        parameters["seeds"] = int(seeds)
     planned = _planned_notebooks(profile, selected) if run_settings is not None else []
     plans = [
         _Plan(source=p, executed=reps / p.name, html=reps / f"{p.stem}.html",
@@ -480,6 +491,8 @@ def reproduce(
         result = _dry_run(plans, parameters, figs, reps, items, kernel_name, log)
         if planned:
             _log_plan(profile, root, overrides, seed, planned, rates, log)
+        if extra_seeds:
+            _log_extra_seeds(extra_seeds, selected, log)
         return result
     if run_settings is not None:
         preflight(run_settings, planned)
@@ -487,13 +500,16 @@ def reproduce(
     figs.mkdir(parents=True, exist_ok=True)  # notebooks may write into it without creating it
     reps.mkdir(parents=True, exist_ok=True)
     device = str(run_settings.train.get("device", "cpu")) if run_settings is not None else "cpu"
+    seed_runs = _extra_seed_runs(profile, data_root, extra_seeds, overrides, selected, reps, log)
     if planned:
-        from rxlib.train.pool import train_planned
-
-        train_planned(run_settings, planned, root, seed, log=log)
-    log(f"running {len(plans)} notebook(s) from {nb_dir} (profile={profile!r}, seed={seed}, data={root})")
-    run = _Run(profile, seed, root, figs, reps, items, order, log, len(plans))
+        _train_models(run_settings, planned, root, seed, seed_runs, log)
     with _kernel_threads():
+        for number, extra in enumerate(seed_runs, 1):
+            log(f"extra seed {extra.seed} ({number}/{len(seed_runs)}): running {len(extra.plans)} notebook(s) on "
+                f"{extra.root} into {extra.reports}")
+            _run_extra_seed(extra, parameters, kernel_name, nb_dir, items, order, device, log)
+        log(f"running {len(plans)} notebook(s) from {nb_dir} (profile={profile!r}, seed={seed}, data={root})")
+        run = _Run(profile, seed, root, figs, reps, items, order, log, len(plans))
         _run_notebooks(plans, parameters, kernel_name, nb_dir, run, device)
     log(f"done: {len(plans)} notebook(s); the whole run (data, training, notebooks) took "
         f"{time.perf_counter() - total_start:.1f} s; manifest in {reps / 'manifest.csv'}")
@@ -509,6 +525,74 @@ def _selected_notebooks(nb_dir: Path, only) -> tuple[list[Path], list[Path]]:
     for path in selected:
         check_parameters_cell(path)
     return available, selected
+
+
+@dataclass(frozen=True)
+class _SeedRun:
+    """The verdict notebooks of one extra seed: its data, settings and reports folder."""
+
+    seed: int
+    root: Path
+    overrides: dict
+    reports: Path
+    notebooks: list[str]
+    plans: list[_Plan]
+
+
+def _extra_seed_runs(profile: str, data_root, extra_seeds: Sequence[int], overrides: dict, selected: Sequence[Path],
+                     reps: Path, log) -> list[_SeedRun]:
+    """For each extra seed: its data root (the synthetic set of that seed, generated if needed; ``data_root``
+    itself when given), the settings with ``train.seed`` set to it, and the selected notebooks of
+    :data:`rxlib.plan.VERDICT_NOTEBOOKS` with their outputs in :func:`rxlib.explain.seeds.seed_reports_dir`."""
+    from rxlib.data.roots import resolve_data_root
+    from rxlib.explain.seeds import seed_reports_dir
+    from rxlib.plan import VERDICT_NOTEBOOKS
+
+    chosen = [p for p in selected if p.stem in VERDICT_NOTEBOOKS]
+    runs = []
+    for seed in extra_seeds if chosen else ():
+        reports = seed_reports_dir(reps, seed)
+        runs.append(_SeedRun(
+            seed=seed, root=Path(resolve_data_root(profile, seed, data_root, log=log)),
+            overrides={**overrides, "train.seed": seed}, reports=reports, notebooks=[p.stem for p in chosen],
+            plans=[_Plan(source=p, executed=reports / p.name, html=reports / f"{p.stem}.html",
+                         failed=reports / f"{p.stem}.failed.ipynb") for p in chosen]))
+    return runs
+
+
+def _log_extra_seeds(extra_seeds: Sequence[int], selected: Sequence[Path], log) -> None:
+    """The dry run's line on the extra seeds: which notebooks run again for them."""
+    from rxlib.plan import VERDICT_NOTEBOOKS
+
+    again = [p.stem for p in selected if p.stem in VERDICT_NOTEBOOKS]
+    log(f"extra seed{'s' if len(extra_seeds) > 1 else ''} {', '.join(map(str, extra_seeds))} first: "
+        f"{', '.join(again) or 'no notebook'} and their models again, each seed on its own data set and training "
+        f"seed (the plan above is per seed)")
+
+
+def _train_models(run_settings, planned: Sequence[str], root: Path, seed: int, seed_runs: Sequence[_SeedRun],
+                  log) -> None:
+    """Train the models of the main seed's notebooks and of every extra seed's, in one pool."""
+    from rxlib.profiles import settings
+    from rxlib.train.pool import planned_jobs, train_jobs
+
+    jobs = planned_jobs(run_settings, planned, root, seed)
+    for extra in seed_runs:
+        jobs += [dataclasses.replace(job, label=f"{job.label} (seed {extra.seed})") for job in
+                 planned_jobs(settings(run_settings.profile, extra.overrides), extra.notebooks, extra.root, extra.seed)]
+    train_jobs(jobs, log=log)
+
+
+def _run_extra_seed(extra: _SeedRun, parameters: dict, kernel_name, nb_dir: Path, items, order, device: str,
+                    log) -> None:
+    """Run one extra seed's notebooks into its own reports folder (its own manifest and run log there)."""
+    figures = extra.reports / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    parameters = {**parameters, "data_root": str(extra.root), "seed": extra.seed, "seeds": 1,
+                  "figures_dir": str(figures), "reports_dir": str(extra.reports),
+                  "overrides": json.dumps(extra.overrides, sort_keys=True)}
+    run = _Run(parameters["profile"], extra.seed, extra.root, figures, extra.reports, items, order, log, len(extra.plans))
+    _run_notebooks(extra.plans, parameters, kernel_name, nb_dir, run, device)
 
 
 def _log_plan(profile: str, root: Path, overrides, seed: int, planned: Sequence[str], rates, log) -> None:

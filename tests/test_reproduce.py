@@ -1,6 +1,7 @@
 """Tests of the papermill runner on tiny throwaway notebooks (a few kernel starts, ~20 s in all)."""
 from __future__ import annotations
 
+import json
 import os
 import time
 import types
@@ -219,3 +220,41 @@ def test_project_notebooks_are_clean_tagged_and_in_the_manifest():
     for path in find_notebooks(config.NOTEBOOKS_DIR):
         check_parameters_cell(path)
         assert path.stem in manifest.NOTEBOOKS, f"{path.name} is not listed in rxlib.manifest.NOTEBOOKS"
+
+
+SHOW_A_VERDICT = (
+    "from pathlib import Path\n"
+    "import json\n"
+    "import numpy as np\n"
+    "from rxlib.explain.verdicts import make_verdict, mean_ci\n"
+    "from rxlib.notebook import NotebookContext\n"
+    "ctx = NotebookContext('cpu', seed, Path(data_root), Path(figures_dir), Path(reports_dir), None, False, {}, seeds)\n"
+    "seen = {'seed': seed, 'seeds': seeds, 'overrides': globals().get('overrides', '')}\n"
+    "Path(reports_dir, 'seen.json').write_text(json.dumps(seen))\n"
+    "values = np.random.default_rng(seed).normal(seed, 0.1, 20)\n"
+    "ctx.show_verdicts('03_losses', make_verdict('claim', 'paper', 's', 'q', mean_ci(values), n=20, unit='sites',\n"
+    "                                            threshold=0.0, seeds=(seed,)))"
+)
+
+
+def test_extra_seeds_run_first_and_the_main_seed_pools_their_verdicts(dirs):
+    make_notebook(dirs.nb / "03_losses.ipynb", SHOW_A_VERDICT)
+    make_notebook(dirs.nb / "01_alpha.ipynb", WRITE_ALPHA)  # no verdicts: runs for the main seed only
+    lines = []
+    run(dirs, profile="cpu", seed=3, seeds=2, log=lines.append)
+
+    extra = dirs.reps / "seeds" / "seed4"
+    assert (extra / "03_losses.ipynb").is_file() and not (extra / "01_alpha.ipynb").exists()
+    assert json.loads((extra / "seen.json").read_text()) == {"seed": 4, "seeds": 1,
+                                                            "overrides": '{"train.seed": 4}'}
+    assert json.loads((dirs.reps / "seen.json").read_text())["seeds"] == 2
+    assert (extra / "verdict_samples" / "03_losses.json").is_file()
+    table = pd.read_csv(dirs.reps / "verdicts.csv", dtype={"seeds": str})
+    assert table["seeds"].tolist() == ["3 4"] and table["n_seeds"].tolist() == [2] and table["n"].tolist() == [40]
+    assert "two-level" in table.loc[0, "interval_method"]
+    assert any(line.startswith("extra seed 4 (1/1): running 1 notebook(s)") for line in lines)
+    with pytest.raises(ValueError, match="seeds must be at least 1"):
+        run(dirs, profile="cpu", seeds=0)
+    lines.clear()
+    run(dirs, profile="cpu", seed=3, seeds=3, dry_run=True, log=lines.append)
+    assert any(line.startswith("extra seeds 4, 5 first: 03_losses and their models again") for line in lines)

@@ -1,6 +1,7 @@
 """Train every model a run needs before its notebooks start, several at once, one thread each.
 
-``rxlib reproduce`` calls :func:`train_planned` with the notebooks it is about to run. Models already
+``rxlib reproduce`` collects the jobs of the notebooks it is about to run, for every seed
+(:func:`planned_jobs`), and trains them in one pool (:func:`train_jobs`). Models already
 in the registry are skipped; each of the others is trained by ``python -m rxlib.train`` (the one training
 run, :mod:`rxlib.train.run`) into its registry folder, several at a time, so that the notebooks then only
 load them.
@@ -244,9 +245,3 @@ def train_jobs(jobs: Sequence[Job], *, workers: int | None = None, log: Callable
                 log(f"  trained {job.label} in {summary['seconds']:.0f} s (held-out top-1: {heads}) "
                     f"[{len(results)}/{len(jobs)}, {time.perf_counter() - started:.0f} s]")
     return results
-
-
-def train_planned(s, notebooks: Sequence[str], data_root: str | os.PathLike, seed: int = 0, *,
-                  workers: int | None = None, log: Callable[[str], None] = print) -> dict[str, dict]:
-    """Train every model ``notebooks`` need that the registry lacks (:func:`planned_jobs`, :func:`train_jobs`)."""
-    return train_jobs(planned_jobs(s, notebooks, data_root, seed), workers=workers, log=log)
