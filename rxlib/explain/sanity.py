@@ -382,13 +382,11 @@ def gradcam_sanity(model: nn.Module, dataset, positions, *, layer: str, pair=Non
     """:func:`sanity_report` of Grad-CAM at ``layer`` for the sites ``positions`` of ``dataset``, each
     explained for its own label (on ``device`` if given; the models are moved back afterwards)."""
     from rxlib.explain.sites import site_batch
-    from rxlib.train.loop import on_device
 
     batch = site_batch(dataset, positions)
-    target = device or next(model.parameters()).device
-    explain = gradcam_explainer(batch["image"].to(target), batch["cell_type"].to(target), batch["label"], layer=layer)
-    models = [model, *(pair or ())]
-    with _all_on_device(models, device, on_device):
+    with _all_on_device([model, *(pair or ())], device) as target:
+        explain = gradcam_explainer(batch["image"].to(target), batch["cell_type"].to(target), batch["label"],
+                                    layer=layer)
         return sanity_report(model, explain, pair=pair, seed=seed, seeds=seeds)
 
 
@@ -406,9 +404,11 @@ def channel_sanity(model: nn.Module, dataset, positions, *, cam_layers: Mapping[
 
 
 @contextmanager
-def _all_on_device(models, device, on_device):
-    """Every model on ``device`` for the duration (one :func:`rxlib.train.loop.on_device` each)."""
+def _all_on_device(models, device):
+    """Every model on ``device`` for the duration (one :func:`rxlib.train.loop.on_device` each; None: the
+    first model's device); yields that device."""
+    from rxlib.train.loop import on_device
+
     with ExitStack() as stack:
-        for m in models:
-            stack.enter_context(on_device(m, device))
-        yield
+        targets = [stack.enter_context(on_device(m, device)) for m in models]
+        yield targets[0]
