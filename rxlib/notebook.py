@@ -5,6 +5,7 @@ folders); papermill overrides them. ``setup`` turns them into a :class:`Notebook
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,8 +87,14 @@ class NotebookContext:
             if not path.is_file():
                 raise FileNotFoundError(f"seed {seed}'s verdicts of {notebook} are missing ({path}); rxlib reproduce "
                                         f"--seeds {self.seeds} runs the extra seeds first, or set seeds = 1")
-            by_seed[seed] = [v for v in read_samples(path) if v.claim in claims]
+            by_seed[seed] = [v for v in read_samples(path, expect=self.run_identity()) if v.claim in claims]
         return pool_verdicts(by_seed)
+
+    def run_identity(self) -> dict:
+        """What the seeds of one run share, kept with each seed's samples and checked before pooling: the
+        profile and the settings (``train.seed`` aside, which differs by seed)."""
+        return {"profile": self.profile,
+                "settings": json.dumps({k: v for k, v in self.overrides.items() if k != "train.seed"}, sort_keys=True)}
 
     def show_verdicts(self, notebook: str, *groups) -> None:
         """The one place a notebook presents its verdicts: keep this seed's measurements
@@ -107,7 +114,11 @@ class NotebookContext:
         from .explain.verdicts import Verdict, verdicts_table, write_verdicts
 
         verdicts = [v for group in groups for v in ([group] if isinstance(group, Verdict) else group)]
-        write_samples(verdicts, self.reports_dir, notebook)
+        claims = [v.claim for v in verdicts]
+        twice = sorted({c for c in claims if claims.count(c) > 1})
+        if twice:
+            raise ValueError(f"{notebook} shows the claims {twice} twice; each claim is one verdict")
+        write_samples(verdicts, self.reports_dir, notebook, run=self.run_identity())
         verdicts = self.pooled(notebook, verdicts)
         display(verdicts_table(verdicts, brief=True))
         for verdict in verdicts:

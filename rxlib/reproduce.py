@@ -434,10 +434,11 @@ def reproduce(
             runs and passed to every notebook as its ``overrides`` parameter (a JSON string).
         rates: :class:`rxlib.plan.Rates` for the dry-run plan (default: measured, else assumed).
         seeds: seeds the verdicts pool (:mod:`rxlib.explain.seeds`): ``seed`` and the ``seeds - 1`` after
-            it. The extra seeds run first (:func:`_run_extra_seeds`): the notebooks of
+            it. The extra seeds run first (:func:`_run_extra_seed`): the notebooks of
             :data:`rxlib.plan.VERDICT_NOTEBOOKS` among those selected, on the synthetic set of that seed
-            (the same data when ``data_root`` is given) with ``train.seed`` set to it, into
-            ``<reports>/seeds/seed<N>/``; then the selected notebooks of ``seed`` pool every verdict.
+            (the same data when ``data_root`` is given) with its own ``train.seed`` (the main one's plus
+            1, 2, ...), into ``<reports>/seeds/seed<N>/``; then the selected notebooks of ``seed`` pool
+            every verdict.
 
     Returns:
         The manifest (columns of :data:`MANIFEST_COLUMNS`) as written to ``reports/manifest.csv``: this
@@ -500,7 +501,7 @@ def reproduce(
     figs.mkdir(parents=True, exist_ok=True)  # notebooks may write into it without creating it
     reps.mkdir(parents=True, exist_ok=True)
     device = str(run_settings.train.get("device", "cpu")) if run_settings is not None else "cpu"
-    seed_runs = _extra_seed_runs(profile, data_root, extra_seeds, overrides, selected, reps, log)
+    seed_runs = _extra_seed_runs(profile, data_root, seed, extra_seeds, run_settings, overrides, selected, reps, log)
     if planned:
         _train_models(run_settings, planned, root, seed, seed_runs, log)
     with _kernel_threads():
@@ -539,22 +540,25 @@ class _SeedRun:
     plans: list[_Plan]
 
 
-def _extra_seed_runs(profile: str, data_root, extra_seeds: Sequence[int], overrides: dict, selected: Sequence[Path],
-                     reps: Path, log) -> list[_SeedRun]:
+def _extra_seed_runs(profile: str, data_root, seed: int, extra_seeds: Sequence[int], run_settings, overrides: dict,
+                     selected: Sequence[Path], reps: Path, log) -> list[_SeedRun]:
     """For each extra seed: its data root (the synthetic set of that seed, generated if needed; ``data_root``
-    itself when given), the settings with ``train.seed`` set to it, and the selected notebooks of
+    itself when given), the settings with ``train.seed`` set to its training seed (the main seed's plus
+    1, 2, ...: never the main one's, also on the same data), and the selected notebooks of
     :data:`rxlib.plan.VERDICT_NOTEBOOKS` with their outputs in :func:`rxlib.explain.seeds.seed_reports_dir`."""
     from rxlib.data.roots import resolve_data_root
     from rxlib.explain.seeds import seed_reports_dir
     from rxlib.plan import VERDICT_NOTEBOOKS
 
     chosen = [p for p in selected if p.stem in VERDICT_NOTEBOOKS]
+    base = int(run_settings.train.get("seed", 0)) if run_settings is not None else 0  # the main seed's training seed
     runs = []
-    for seed in extra_seeds if chosen else ():
-        reports = seed_reports_dir(reps, seed)
+    for extra in extra_seeds if chosen else ():
+        reports = seed_reports_dir(reps, extra)
         runs.append(_SeedRun(
-            seed=seed, root=Path(resolve_data_root(profile, seed, data_root, log=log)),
-            overrides={**overrides, "train.seed": seed}, reports=reports, notebooks=[p.stem for p in chosen],
+            seed=extra, root=Path(resolve_data_root(profile, extra, data_root, log=log)),
+            overrides={**overrides, "train.seed": base + extra - seed}, reports=reports,
+            notebooks=[p.stem for p in chosen],
             plans=[_Plan(source=p, executed=reports / p.name, html=reports / f"{p.stem}.html",
                          failed=reports / f"{p.stem}.failed.ipynb") for p in chosen]))
     return runs
@@ -566,8 +570,8 @@ def _log_extra_seeds(extra_seeds: Sequence[int], selected: Sequence[Path], log) 
 
     again = [p.stem for p in selected if p.stem in VERDICT_NOTEBOOKS]
     log(f"extra seed{'s' if len(extra_seeds) > 1 else ''} {', '.join(map(str, extra_seeds))} first: "
-        f"{', '.join(again) or 'no notebook'} and their models again, each seed on its own data set and training "
-        f"seed (the plan above is per seed)")
+        f"{', '.join(again) or 'no notebook'} again, each seed on its own data set and training seed, with those "
+        f"notebooks' models trained once more per seed (the plan above is one seed's)")
 
 
 def _train_models(run_settings, planned: Sequence[str], root: Path, seed: int, seed_runs: Sequence[_SeedRun],

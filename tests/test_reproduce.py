@@ -245,8 +245,8 @@ def test_extra_seeds_run_first_and_the_main_seed_pools_their_verdicts(dirs):
 
     extra = dirs.reps / "seeds" / "seed4"
     assert (extra / "03_losses.ipynb").is_file() and not (extra / "01_alpha.ipynb").exists()
-    assert json.loads((extra / "seen.json").read_text()) == {"seed": 4, "seeds": 1,
-                                                            "overrides": '{"train.seed": 4}'}
+    assert json.loads((extra / "seen.json").read_text()) == {"seed": 4, "seeds": 1,  # training seed: main's + 1
+                                                            "overrides": '{"train.seed": 1}'}
     assert json.loads((dirs.reps / "seen.json").read_text())["seeds"] == 2
     assert (extra / "verdict_samples" / "03_losses.json").is_file()
     table = pd.read_csv(dirs.reps / "verdicts.csv", dtype={"seeds": str})
@@ -257,4 +257,4 @@ def test_extra_seeds_run_first_and_the_main_seed_pools_their_verdicts(dirs):
         run(dirs, profile="cpu", seeds=0)
     lines.clear()
     run(dirs, profile="cpu", seed=3, seeds=3, dry_run=True, log=lines.append)
-    assert any(line.startswith("extra seeds 4, 5 first: 03_losses and their models again") for line in lines)
+    assert any(line.startswith("extra seeds 4, 5 first: 03_losses again") for line in lines)

@@ -1,33 +1,44 @@
 """Verdicts over several seeds: each seed's measurements, saved beside its reports, pooled into one verdict.
 
 A run with ``seeds`` > 1 (``rxlib reproduce --seeds 3``) repeats the verdict notebooks once per extra
-seed, with the data set and the training both re-drawn (the synthetic set of that seed, ``train.seed``
-set to it; on real data only the training). Each notebook keeps the measurements behind its verdicts
-(:class:`rxlib.explain.verdicts.Sample`) in ``verdict_samples/<notebook>.json`` of its reports folder
+seed, with the data set and the training both re-drawn (the synthetic set of that seed, and
+``train.seed`` the main seed's plus 1, 2, ...; on real data only the training). Each notebook keeps the
+measurements behind its verdicts (:class:`rxlib.explain.verdicts.Sample`) in
+``verdict_samples/<notebook>.json`` of its reports folder
 (:func:`write_samples`); the main seed's notebook reads those of the other seeds (:func:`seed_reports_dir`)
 and pools them (:func:`pool_verdicts`).
 
 Pooling is a two-level bootstrap (:func:`two_level_ci`): each resample draws the seeds with replacement,
 then the units (sites, classes, filters; whole clusters where the verdict had groups) within each drawn
 seed, and recomputes the pooled statistic. Seed-to-seed variation so widens the interval, which a
-bootstrap over the pooled units alone would hide. With three seeds the seed level has few distinct
-draws, so the interval is a percentile interval, and it is honest rather than tight.
+bootstrap over the pooled units alone would hide. With only three seeds a bootstrap over seeds covers
+less than it says where seeds differ more than units do (a simulation of 3 seeds x 40 units covered 72 %
+at a nominal 95 %), so the pooled interval is widened to the Student-t interval of the per-seed
+estimates (k - 1 degrees of freedom, :func:`seed_t_interval`) wherever that one is wider.
+
+A two-sample claim (``mean(a) - mean(b)``) is pooled as a weighted mean of the per-seed differences
+(weights ``1 / (1/n_a + 1/n_b)``), never as the difference of means pooled over seeds: seeds differ in
+level, and a seed with more ``a`` than ``b`` units would otherwise move the estimate (Simpson's paradox).
+
+Each samples file records the run it came from (profile and settings, less ``train.seed``); pooling
+refuses a file from another run (:func:`read_samples` with ``expect``).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
-from rxlib.explain.verdicts import Sample, Verdict
+from rxlib.explain.verdicts import Sample, Verdict, _finite
 
 #: Bootstrap resamples of :func:`two_level_ci`.
 N_RESAMPLES = 4000
 
-_FIELDS = ("claim", "source", "statement", "quantity", "estimate", "ci_low", "ci_high", "n", "unit", "threshold",
-           "direction", "seeds", "confidence", "interval_method")
+#: The fields of a :class:`~rxlib.explain.verdicts.Verdict` a samples file keeps (``holds`` is derived).
+_FIELDS = tuple(f.name for f in dataclasses.fields(Verdict) if f.name not in ("holds", "sample"))
 
 
 def seed_list(seed: int, seeds: int) -> list[int]:
@@ -58,8 +69,13 @@ def _sample_dict(sample: Sample | None) -> dict | None:
             "second": [float(x) for x in sample.second], "groups": list(sample.groups)}
 
 
-def write_samples(verdicts: Sequence[Verdict], reports_dir: str | Path, notebook: str) -> Path:
-    """Keep a notebook's verdicts with their measurements (atomically, recorded in a claimed folder)."""
+def write_samples(verdicts: Sequence[Verdict], reports_dir: str | Path, notebook: str, *,
+                  run: Mapping | None = None) -> Path:
+    """Keep a notebook's verdicts with their measurements (atomically, recorded in a claimed folder).
+
+    Args:
+        run: what the run was (e.g. profile and settings), checked by :func:`read_samples` before pooling.
+    """
     from rxlib.io import write_json
     from rxlib.outputs import RECORD_NAME, record_written
 
@@ -69,31 +85,58 @@ def write_samples(verdicts: Sequence[Verdict], reports_dir: str | Path, notebook
         record_written(Path(reports_dir), [path])
     rows = [{**{k: getattr(v, k) for k in _FIELDS}, "seeds": list(v.seeds), "sample": _sample_dict(v.sample)}
             for v in verdicts]
-    return write_json(path, {"notebook": notebook, "verdicts": rows})
+    return write_json(path, {"notebook": notebook, "run": dict(run or {}), "verdicts": rows})
 
 
-def read_samples(path: str | Path) -> list[Verdict]:
+def _read_sample(raw) -> Sample | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or raw.get("kind") not in ("mean", "two-sample"):
+        raise ValueError("a sample is not a {'kind': 'mean' or 'two-sample', ...} object")
+    first = _finite(raw["first"], "first")
+    second = _finite(raw["second"], "second")
+    groups = raw["groups"]
+    if not isinstance(groups, list) or len(groups) not in (0, len(first)):
+        raise ValueError(f"groups must be a list of {len(first)} labels or empty")
+    return Sample(raw["kind"], first, second, tuple(str(g) for g in groups))
+
+
+def read_samples(path: str | Path, *, expect: Mapping | None = None) -> list[Verdict]:
     """The verdicts :func:`write_samples` kept.
+
+    Args:
+        expect: the run the samples must come from (the ``run`` given to :func:`write_samples`).
 
     Raises:
         FileNotFoundError: no such file (names it).
-        ValueError: a file that is not a verdict-samples file (names it and what is wrong).
+        ValueError: a file that is not a verdict-samples file, or one from another run (names the file
+            and what is wrong).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no verdict samples at {path}")
     try:
-        rows = json.loads(path.read_text())["verdicts"]
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict) or not isinstance(data.get("verdicts"), list):
+            raise ValueError("no list of verdicts")
         out = []
-        for row in rows:
-            sample = row.pop("sample")
-            if sample is not None:
-                sample = Sample(sample["kind"], np.asarray(sample["first"], float),
-                                np.asarray(sample["second"], float), tuple(sample["groups"]))
-            out.append(Verdict(**{k: row[k] for k in _FIELDS}, sample=sample))
-        return out
-    except (KeyError, TypeError, ValueError, json.JSONDecodeError) as exc:
+        for row in data["verdicts"]:
+            if not isinstance(row, dict):
+                raise ValueError("a verdict is not an object")
+            values = {k: row[k] for k in _FIELDS}
+            if not isinstance(values["estimate"], (int, float)) or not isinstance(values["n"], int):
+                raise ValueError(f"verdict {values['claim']!r} has no numeric estimate and n")
+            out.append(Verdict(**values, sample=_read_sample(row.get("sample"))))
+    except (KeyError, TypeError, ValueError, AttributeError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise ValueError(f"{path} is not a verdict-samples file: {exc}") from None
+    if expect is not None:
+        found = data["run"] if isinstance(data.get("run"), dict) else {}
+        differ = sorted(k for k in set(expect) | set(found) if expect.get(k) != found.get(k))
+        if differ:
+            what = ", ".join(f"{k}: {found.get(k)!r} here, {expect.get(k)!r} wanted" for k in differ)
+            raise ValueError(f"{path} comes from another run ({what}); rerun rxlib reproduce with --seeds to "
+                             "replace it")
+    return out
 
 
 def _clusters(sample: Sample) -> tuple[np.ndarray, np.ndarray]:
@@ -112,97 +155,139 @@ def _resampled_sums(sums: np.ndarray, counts: np.ndarray, rng: np.random.Generat
     return sums[pick].sum(axis=1), counts[pick].sum(axis=1)
 
 
-def two_level_ci(samples: Sequence[Sample], *, confidence: float = 0.95, n_resamples: int = N_RESAMPLES,
-                 random_state: int = 0) -> tuple[float, float, float]:
-    """The pooled statistic of several seeds' samples and its two-level percentile bootstrap interval.
+def _seed_estimate(sample: Sample) -> tuple[float, float]:
+    """One seed's statistic and its weight: the mean (weight: its number of values) or the difference
+    of means (weight ``1 / (1/n_a + 1/n_b)``)."""
+    a = np.asarray(sample.first, float)
+    if sample.kind == "mean":
+        return float(a.mean()), float(len(a))
+    b = np.asarray(sample.second, float)
+    return float(a.mean() - b.mean()), 1.0 / (1.0 / len(a) + 1.0 / len(b))
 
-    The statistic is the pooled mean (``'mean'``: all values of all seeds, clusters weighted by their
-    size) or the pooled difference of means (``'two-sample'``). Each resample draws as many seeds as
-    there are, with replacement, and resamples the units (clusters) of each drawn seed.
 
-    Returns:
-        ``(estimate, low, high)``.
-
-    Raises:
-        ValueError: no samples, samples of different kinds, or an empty sample.
-    """
+def _check_samples(samples: Sequence[Sample]) -> str:
     if not samples:
         raise ValueError("no samples to pool")
     kinds = {s.kind for s in samples}
     if len(kinds) != 1 or kinds - {"mean", "two-sample"}:
         raise ValueError(f"samples to pool must share one kind, 'mean' or 'two-sample'; got {sorted(kinds)}")
-    parts = [(np.asarray(s.first, float), np.asarray(s.second, float)) for s in samples]
-    if any(len(a) == 0 for a, _ in parts) or (kinds == {"two-sample"} and any(len(b) == 0 for _, b in parts)):
-        raise ValueError("a seed's sample is empty")
+    for s in samples:
+        first = _finite(s.first, "a seed's sample")
+        second = _finite(s.second, "a seed's second sample")
+        if len(first) == 0 or (s.kind == "two-sample" and len(second) == 0):
+            raise ValueError("a seed's sample is empty")
+    if len({bool(s.groups) for s in samples}) > 1:
+        raise ValueError("some seeds' samples are grouped and others not")
+    return kinds.pop()
+
+
+def two_level_ci(samples: Sequence[Sample], *, confidence: float = 0.95, n_resamples: int = N_RESAMPLES,
+                 random_state: int = 0) -> tuple[float, float, float]:
+    """The pooled statistic of several seeds' samples and its two-level percentile bootstrap interval.
+
+    The statistic is the pooled mean (``'mean'``: all values of all seeds, clusters weighted by their
+    size) or the weighted mean of the per-seed differences of means (``'two-sample'``, weights
+    ``1 / (1/n_a + 1/n_b)``). Each resample draws as many seeds as there are, with replacement, and
+    resamples the units (clusters) of each drawn seed afresh.
+
+    Returns:
+        ``(estimate, low, high)``.
+
+    Raises:
+        ValueError: no samples, samples of different kinds, an empty sample, or a non-finite value.
+    """
+    kind = _check_samples(samples)
     rng = np.random.default_rng(random_state)
     k = len(samples)
     chosen = rng.integers(0, k, size=(n_resamples, k))  # the seeds of each resample
-    if kinds == {"mean"}:
+    numerator, denominator = np.zeros(n_resamples), np.zeros(n_resamples)
+    if kind == "mean":
         clusters = [_clusters(s) for s in samples]
         estimate = sum(c[0].sum() for c in clusters) / sum(c[1].sum() for c in clusters)
-        total, count = np.zeros(n_resamples), np.zeros(n_resamples)
         for slot in range(k):
             for seed_index, (sums, counts) in enumerate(clusters):
                 rows = np.flatnonzero(chosen[:, slot] == seed_index)
-                s, c = _resampled_sums(sums, counts, rng, len(rows))
-                total[rows] += s
-                count[rows] += c
-        stats = total / count
+                total, count = _resampled_sums(sums, counts, rng, len(rows))
+                numerator[rows] += total
+                denominator[rows] += count
     else:
-        estimate = np.concatenate([a for a, _ in parts]).mean() - np.concatenate([b for _, b in parts]).mean()
-        sums = {name: (np.zeros(n_resamples), np.zeros(n_resamples)) for name in ("a", "b")}
+        found = [_seed_estimate(s) for s in samples]
+        estimate = sum(d * w for d, w in found) / sum(w for _, w in found)
         for slot in range(k):
-            for seed_index, (a, b) in enumerate(parts):
+            for seed_index, sample in enumerate(samples):
                 rows = np.flatnonzero(chosen[:, slot] == seed_index)
-                for name, values in (("a", a), ("b", b)):
-                    s, c = _resampled_sums(values, np.ones_like(values), rng, len(rows))
-                    sums[name][0][rows] += s
-                    sums[name][1][rows] += c
-        stats = sums["a"][0] / sums["a"][1] - sums["b"][0] / sums["b"][1]
+                a, b = np.asarray(sample.first, float), np.asarray(sample.second, float)
+                sum_a, _ = _resampled_sums(a, np.ones_like(a), rng, len(rows))
+                sum_b, _ = _resampled_sums(b, np.ones_like(b), rng, len(rows))
+                weight = found[seed_index][1]
+                numerator[rows] += weight * (sum_a / len(a) - sum_b / len(b))
+                denominator[rows] += weight
     tail = (1 - confidence) / 2
-    low, high = np.quantile(stats, [tail, 1 - tail])
+    low, high = np.quantile(numerator / denominator, [tail, 1 - tail])
     return float(estimate), float(low), float(high)
+
+
+def seed_t_interval(samples: Sequence[Sample], *, confidence: float = 0.95) -> tuple[float, float]:
+    """The Student-t interval of the per-seed estimates (k - 1 degrees of freedom; each seed's estimate
+    already carries its own sampling noise); ``(nan, nan)`` for fewer than two seeds."""
+    from scipy.stats import t
+
+    estimates = np.array([_seed_estimate(s)[0] for s in samples])
+    if len(estimates) < 2:
+        return float("nan"), float("nan")
+    centre = estimates.mean()
+    half = t.ppf(0.5 + confidence / 2, len(estimates) - 1) * estimates.std(ddof=1) / np.sqrt(len(estimates))
+    return float(centre - half), float(centre + half)
 
 
 def _pool_one(claim: str, by_seed: Mapping[int, Verdict]) -> Verdict:
     first = next(iter(by_seed.values()))
-    seeds = tuple(sorted({s for v in by_seed.values() for s in v.seeds} | set(by_seed)))
+    if len(by_seed) == 1:  # made by one seed only: its own verdict
+        return first
     common = dict(claim=claim, source=first.source, statement=first.statement, quantity=first.quantity,
-                  unit=first.unit, threshold=first.threshold, direction=first.direction, seeds=seeds,
+                  unit=first.unit, threshold=first.threshold, direction=first.direction, seeds=tuple(sorted(by_seed)),
                   confidence=first.confidence)
+    n = sum(v.n for v in by_seed.values())
+    missing = sorted(s for s, v in by_seed.items() if v.sample is None)
     samples = [v.sample for v in by_seed.values()]
-    missing = sorted(s for s, v in by_seed.items() if v.sample is None or len(v.sample.first) == 0)
-    if missing or len({s.kind for s in samples}) != 1:
-        why = (f"none: seed {', '.join(map(str, missing))} has no measurements" if missing
-               else "none: the seeds measured this differently")
+    try:
+        if missing:
+            raise ValueError(f"seed {', '.join(map(str, missing))} has no measurements")
+        estimate, low, high = two_level_ci(samples, confidence=first.confidence)
+    except ValueError as exc:
         return Verdict(**common, estimate=float(np.mean([v.estimate for v in by_seed.values()])),
-                       ci_low=float("nan"), ci_high=float("nan"), n=sum(v.n for v in by_seed.values()),
-                       interval_method=why)
-    estimate, low, high = two_level_ci(samples, confidence=first.confidence)
-    pooled = Sample(samples[0].kind, np.concatenate([s.first for s in samples]),
-                    np.concatenate([s.second for s in samples]),
-                    tuple(f"{seed}:{g}" for seed, s in zip(by_seed, samples) for g in s.groups)
-                    if all(s.groups for s in samples) else ())
-    return Verdict(**common, estimate=estimate, ci_low=low, ci_high=high, n=sum(v.n for v in by_seed.values()),
-                   interval_method=f"two-level percentile bootstrap over {len(by_seed)} seeds, then "
-                                   f"{first.unit} within each ({N_RESAMPLES} resamples)", sample=pooled)
+                       ci_low=float("nan"), ci_high=float("nan"), n=n, interval_method=f"none: {exc}")
+    t_low, t_high = seed_t_interval(samples, confidence=first.confidence)
+    widened = t_low < low or t_high > high
+    units = "clusters" if samples[0].groups else first.unit
+    method = (f"two-level percentile bootstrap over {len(by_seed)} seeds, then {units} within each "
+              f"({N_RESAMPLES} resamples)")
+    if widened:
+        method += ", widened to the Student-t interval of the per-seed estimates"
+    return Verdict(**common, estimate=estimate, ci_low=min(low, t_low), ci_high=max(high, t_high), n=n,
+                   interval_method=method)
 
 
 def pool_verdicts(by_seed: Mapping[int, Sequence[Verdict]]) -> list[Verdict]:
-    """One verdict per claim over every seed that made it (:func:`two_level_ci`), in the order of the
-    first seed's claims (then claims only later seeds made); a single seed's verdicts come back as they are.
+    """One verdict per claim over every seed that made it (:func:`two_level_ci`, widened to
+    :func:`seed_t_interval` where that is wider), in the order of the first seed's claims (then claims
+    only later seeds made); a claim one seed alone made comes back as it is. The pooled ``seeds`` are the
+    runs' seeds (the keys of ``by_seed``).
 
     Args:
         by_seed: each seed's verdicts, e.g. ``{0: verdicts, 1: read_samples(...), 2: ...}``.
+
+    Raises:
+        ValueError: one seed's verdicts hold a claim twice (names the seed and the claim).
     """
-    if len(by_seed) <= 1:
-        return [v for verdicts in by_seed.values() for v in verdicts]
     claims: dict[str, dict[int, Verdict]] = {}
     for seed, verdicts in by_seed.items():
         for verdict in verdicts:
+            if int(seed) in claims.get(verdict.claim, {}):
+                raise ValueError(f"seed {seed} has the claim {verdict.claim!r} twice")
             claims.setdefault(verdict.claim, {})[int(seed)] = verdict
     return [_pool_one(claim, per_seed) for claim, per_seed in claims.items()]
 
 
 __all__ = ["N_RESAMPLES", "pool_verdicts", "read_samples", "samples_path", "seed_list", "seed_reports_dir",
-           "two_level_ci", "write_samples"]
+           "seed_t_interval", "two_level_ci", "write_samples"]

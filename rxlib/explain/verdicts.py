@@ -132,6 +132,9 @@ class Estimate(tuple):
         self.sample = sample
         return self
 
+    def __getnewargs__(self):  # copy and pickle rebuild it with its sample
+        return (*self, self.sample)
+
 
 def mean_ci(values, *, groups: Sequence | None = None, **kwargs) -> tuple[float, float, float, str]:
     """Mean of ``values`` with a bootstrap interval; with ``groups``, whole groups are resampled

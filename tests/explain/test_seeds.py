@@ -12,7 +12,7 @@ from rxlib.explain.seeds import (
     samples_path,
     seed_list,
     seed_reports_dir,
-    two_level_ci,
+    seed_t_interval,
     write_samples,
 )
 from rxlib.explain.verdicts import Sample, difference_ci, make_verdict, mean_ci, verdicts_table
@@ -59,23 +59,50 @@ def test_pooled_estimate_is_the_pooled_mean_and_seed_spread_widens_the_interval(
     assert (verdict.ci_high - verdict.ci_low) > 5 * (one_level[2] - one_level[1])
 
 
-def test_identical_seeds_give_an_interval_like_one_seeds():
-    values = np.random.default_rng(1).normal(0.5, 0.2, 60)
-    low, high = two_level_ci([Sample("mean", values)] * 3)[1:]
-    single = mean_ci(values, n_resamples=4000, method="percentile")
-    # three copies of the same 60 sites: the seed level adds nothing; the interval narrows by about sqrt(3)
-    assert (high - low) == pytest.approx((single[2] - single[1]) / np.sqrt(3), rel=0.25)
+def test_seeds_that_disagree_widen_the_interval_to_the_t_interval_of_their_estimates():
+    rng = np.random.default_rng(1)
+    per_seed = {seed: rng.normal(loc, 0.02, 40) for seed, loc in ((0, 0.0), (1, 0.3), (2, 0.6))}
+    verdict = pool_verdicts({seed: [_verdict(v, seed)] for seed, v in per_seed.items()})[0]
+    means = np.array([v.mean() for v in per_seed.values()])
+    half = 4.3027 * means.std(ddof=1) / np.sqrt(3)  # t(0.975, 2 degrees of freedom)
+    assert verdict.ci_low == pytest.approx(means.mean() - half, abs=1e-3)
+    assert verdict.ci_high == pytest.approx(means.mean() + half, abs=1e-3)
+    assert "widened to the Student-t interval" in verdict.interval_method and verdict.holds is None
+    low, high = seed_t_interval([Sample("mean", v) for v in per_seed.values()])
+    assert (low, high) == pytest.approx((verdict.ci_low, verdict.ci_high))
 
 
-def test_two_samples_and_clusters_pool_as_their_statistics_say():
+def test_two_samples_pool_per_seed_differences_and_clusters_keep_their_weight():
     a = {0: np.array([1.0, 2.0, 3.0]), 1: np.array([2.0, 4.0])}
     b = {0: np.array([0.0, 1.0]), 1: np.array([1.0, 1.0, 1.0])}
     verdict = pool_verdicts({s: [_verdict(a[s], s, second=b[s])] for s in (0, 1)})[0]
-    assert verdict.estimate == pytest.approx(np.mean([1, 2, 3, 2, 4]) - np.mean([0, 1, 1, 1, 1]))
+    # seed 0: 2 - 0.5 = 1.5, seed 1: 3 - 1 = 2, each weighted 1 / (1/3 + 1/2) = 1.2
+    assert verdict.estimate == pytest.approx(1.75)
+    # each seed finds no difference, at levels 0 and 10 with unequal sizes: pooled, still none
+    simpson = pool_verdicts({0: [_verdict(np.zeros(9), 0, second=np.zeros(1))],
+                             1: [_verdict(np.full(1, 10.0), 1, second=np.full(9, 10.0))]})[0]
+    assert simpson.estimate == pytest.approx(0.0)
     grouped = pool_verdicts({0: [_verdict(np.array([1.0, 1.0, 4.0]), 0, groups=["x", "x", "y"])],
                              1: [_verdict(np.array([2.0]), 1, groups=["x"])]})[0]
     assert grouped.estimate == pytest.approx(2.0)  # every value counts once, clusters weighted by size
-    assert grouped.sample.groups == ("0:x", "0:x", "0:y", "1:x")
+    assert "then clusters within each" in grouped.interval_method
+
+
+def test_a_claim_of_one_seed_comes_back_unchanged_and_a_doubled_claim_is_refused():
+    only_mine = _verdict(np.arange(4.0), 0, claim="mine")
+    pooled = pool_verdicts({0: [only_mine, _verdict(np.arange(3.0), 0)], 1: [_verdict(np.arange(5.0), 1)]})
+    assert pooled[0] is only_mine and pooled[1].seeds == (0, 1)
+    with pytest.raises(ValueError, match="seed 1 has the claim 'c' twice"):
+        pool_verdicts({0: [_verdict(np.arange(3.0), 0)], 1: [_verdict(np.arange(3.0), 1)] * 2})
+
+
+def test_an_estimate_copies_and_pickles_with_its_sample():
+    import copy
+    import pickle
+
+    estimate = mean_ci([0.1, 0.4, 0.2], n_resamples=999)
+    for clone in (copy.deepcopy(estimate), pickle.loads(pickle.dumps(estimate))):
+        assert tuple(clone) == tuple(estimate) and np.array_equal(clone.sample.first, estimate.sample.first)
 
 
 def test_a_seed_without_measurements_leaves_the_claim_undecided():
@@ -83,22 +110,33 @@ def test_a_seed_without_measurements_leaves_the_claim_undecided():
     by_hand = make_verdict("c", "paper", "a statement", "a quantity", (1.0, float("nan"), float("nan"), "none"),
                            n=0, unit="sites", threshold=0.0, seeds=(1,))
     pooled = pool_verdicts({0: [with_sample], 1: [by_hand]})[0]
-    assert pooled.holds is None and np.isnan(pooled.ci_low) and "seed 1 has no measurements" in pooled.interval_method
+    assert pooled.holds is None and np.isnan(pooled.ci_low) and pooled.interval_method == "none: seed 1 has no measurements"
+    with_nan = _verdict(np.arange(4.0), 1)
+    object.__setattr__(with_nan, "sample", Sample("mean", np.array([1.0, np.nan])))
+    assert "non-finite" in pool_verdicts({0: [with_sample], 1: [with_nan]})[0].interval_method
 
 
 def test_samples_round_trip_and_a_bad_file_is_named(tmp_path):
     verdicts = [_verdict(np.array([0.2, 0.5, 0.1]), 3, claim="a"),
                 _verdict(np.array([1.0, 2.0]), 3, claim="b", second=np.array([0.5, 0.5, 0.7]))]
-    path = write_samples(verdicts, tmp_path, "07_gradcam")
+    run = {"profile": "smoke", "settings": "{}"}
+    path = write_samples(verdicts, tmp_path, "07_gradcam", run=run)
     assert path == samples_path(tmp_path, "07_gradcam")
-    back = read_samples(path)
+    back = read_samples(path, expect=run)
     assert [v.as_row() for v in back] == [v.as_row() for v in verdicts]
     for old, new in zip(verdicts, back):
         assert new.sample.kind == old.sample.kind and np.array_equal(new.sample.first, old.sample.first)
         assert np.array_equal(new.sample.second, old.sample.second)
-    path.write_text(json.dumps({"verdicts": [{"claim": "x"}]}))
-    with pytest.raises(ValueError, match="07_gradcam.json is not a verdict-samples file"):
-        read_samples(path)
+    with pytest.raises(ValueError, match=r"07_gradcam.json comes from another run \(profile: 'smoke' here, 'paper'"):
+        read_samples(path, expect={**run, "profile": "paper"})
+    good = json.loads(path.read_text())["verdicts"][0]
+    for bad in ({"verdicts": [{"claim": "x"}]}, {"verdicts": ["abc"]}, {"verdicts": {"a": 1}}, [1, 2], "{",
+                {"verdicts": [{**good, "sample": {**good["sample"], "kind": "median"}}]},
+                {"verdicts": [{**good, "sample": {**good["sample"], "groups": "abc"}}]},
+                {"verdicts": [{**good, "estimate": None}]}):
+        path.write_text(bad if isinstance(bad, str) else json.dumps(bad))
+        with pytest.raises(ValueError, match="07_gradcam.json is not a verdict-samples file"):
+            read_samples(path)
     with pytest.raises(FileNotFoundError, match="no verdict samples"):
         read_samples(tmp_path / "missing.json")
 
@@ -120,7 +158,7 @@ def test_the_context_pools_other_seeds_or_names_the_missing_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"seed 1's verdicts of 03_losses are missing .*--seeds 2"):
         context(0, 2, tmp_path).pooled("03_losses", mine)
     write_samples([_verdict(np.array([0.5, 0.6]), 1), _verdict(np.array([9.0, 9.0]), 1, claim="other")],
-                  seed_reports_dir(tmp_path, 1), "03_losses")
+                  seed_reports_dir(tmp_path, 1), "03_losses", run=context(1, 1, tmp_path).run_identity())
     pooled = context(0, 2, tmp_path).pooled("03_losses", mine)
     assert [v.claim for v in pooled] == ["c"]  # only the claims asked for
     assert pooled[0].seeds == (0, 1) and pooled[0].estimate == pytest.approx(np.mean([0.1, 0.2, 0.3, 0.5, 0.6]))
