@@ -97,10 +97,10 @@ class NotebookContext:
                 "settings": json.dumps({k: v for k, v in self.overrides.items() if k != "train.seed"}, sort_keys=True)}
 
     def show_verdicts(self, notebook: str, *groups) -> None:
-        """The one place a notebook presents its verdicts: keep this seed's measurements
-        (:func:`rxlib.explain.seeds.write_samples`), pool them with the run's other seeds (:meth:`pooled`),
-        display the brief table (:func:`rxlib.explain.verdicts.verdicts_table`), print each one's sentence,
-        and merge them into ``verdicts.csv`` of this run's reports folder
+        """The one place a notebook presents its verdicts: pool them with the run's other seeds
+        (:meth:`pooled`), keep this seed's measurements (:func:`rxlib.explain.seeds.write_samples`),
+        display the brief table (:func:`rxlib.explain.verdicts.verdicts_table`), print each one's
+        sentence, and merge them into ``verdicts.csv`` of this run's reports folder
         (:func:`rxlib.explain.verdicts.write_verdicts`, which replaces the notebook's earlier rows: pass
         all of its verdicts at once).
 
@@ -114,16 +114,12 @@ class NotebookContext:
         from .explain.verdicts import Verdict, verdicts_table, write_verdicts
 
         verdicts = [v for group in groups for v in ([group] if isinstance(group, Verdict) else group)]
-        claims = [v.claim for v in verdicts]
-        twice = sorted({c for c in claims if claims.count(c) > 1})
-        if twice:
-            raise ValueError(f"{notebook} shows the claims {twice} twice; each claim is one verdict")
+        pooled = self.pooled(notebook, verdicts)  # a claim shown twice: one line from pool_verdicts, before any write
         write_samples(verdicts, self.reports_dir, notebook, run=self.run_identity())
-        verdicts = self.pooled(notebook, verdicts)
-        display(verdicts_table(verdicts, brief=True))
-        for verdict in verdicts:
+        display(verdicts_table(pooled, brief=True))
+        for verdict in pooled:
             print(verdict.sentence())
-        write_verdicts(verdicts, self.reports_dir / "verdicts.csv", notebook=notebook)
+        write_verdicts(pooled, self.reports_dir / "verdicts.csv", notebook=notebook)
 
     def caption(self, title: str) -> str:
         """``title`` with the comparison budget appended in parentheses when there is one."""

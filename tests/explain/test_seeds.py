@@ -163,6 +163,10 @@ def test_the_context_pools_other_seeds_or_names_the_missing_file(tmp_path):
     assert [v.claim for v in pooled] == ["c"]  # only the claims asked for
     assert pooled[0].seeds == (0, 1) and pooled[0].estimate == pytest.approx(np.mean([0.1, 0.2, 0.3, 0.5, 0.6]))
     assert context(0, 1, tmp_path).pooled("03_losses", mine) == mine
+    alone = tmp_path / "alone"
+    with pytest.raises(ValueError, match="seed 0 has the claim 'c' twice"):
+        context(0, 1, alone).show_verdicts("03_losses", mine, mine)
+    assert not samples_path(alone, "03_losses").exists() and not (alone / "verdicts.csv").exists()
 
 
 def test_verdict_notebooks_are_those_that_show_verdicts():
