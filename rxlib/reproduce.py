@@ -536,8 +536,11 @@ class _SeedRun:
     root: Path
     overrides: dict
     reports: Path
-    notebooks: list[str]
     plans: list[_Plan]
+
+    @property
+    def notebooks(self) -> list[str]:
+        return [plan.name for plan in self.plans]
 
 
 def _extra_seed_runs(profile: str, data_root, seed: int, extra_seeds: Sequence[int], run_settings, overrides: dict,
@@ -558,7 +561,6 @@ def _extra_seed_runs(profile: str, data_root, seed: int, extra_seeds: Sequence[i
         runs.append(_SeedRun(
             seed=extra, root=Path(resolve_data_root(profile, extra, data_root, log=log)),
             overrides={**overrides, "train.seed": base + extra - seed}, reports=reports,
-            notebooks=[p.stem for p in chosen],
             plans=[_Plan(source=p, executed=reports / p.name, html=reports / f"{p.stem}.html",
                          failed=reports / f"{p.stem}.failed.ipynb") for p in chosen]))
     return runs
