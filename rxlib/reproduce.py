@@ -30,7 +30,6 @@ import hashlib
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from contextlib import contextmanager
@@ -237,7 +236,7 @@ EXPECTED_TIME: dict[str, str] = {
     "paper": "within the plan's GPU-hours on one GPU (rxlib reproduce --profile paper --dry-run prices it)",
 }
 
-#: Prefix of the lines a ``--one`` process prints when its notebook enters a new section.
+#: Prefix of the lines a notebook helper prints when its notebook enters a new section.
 _PROGRESS = "rxlib-notebook-progress: "
 
 
@@ -663,80 +662,67 @@ class _Run:
 
 def _execute_and_render(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path, *,
                         progress: bool = False) -> None:
-    """Execute one notebook and write its HTML (what one ``python -m rxlib.reproduce --one`` process does)."""
+    """Execute one notebook and write its HTML (what a notebook helper does for each job)."""
     _execute(plan, parameters, kernel_name, cwd, progress=progress)
     _write_html(plan.executed, plan.html)
 
 
-def _execute_in_process(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path,
-                        log: Callable[[str], None] | None = None) -> None:
-    """:func:`_execute_and_render` in a fresh interpreter, so that notebooks run side by side (the caller's
-    threads only wait) and nothing of the caller's ``__main__`` is needed. Each section the notebook
-    enters is passed to ``log`` as it happens (``  07_gradcam: <heading> (cell 5/19, 12 s)``); the
-    kernel's own console noise stays in that process; a failure comes back as the
-    :class:`NotebookExecutionError` it raised."""
-    import tempfile
+def _execute_in_helper(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path, helpers,
+                      log: Callable[[str], None] | None = None) -> None:
+    """:func:`_execute_and_render` in a notebook helper of ``helpers`` (``python -m rxlib.reproduce --serve``,
+    :mod:`rxlib.workers`), so that notebooks run side by side (the caller's threads only wait), nothing of
+    the caller's ``__main__`` is needed and papermill and nbconvert are imported once per helper, not once
+    per notebook; each notebook still gets a fresh kernel. Each section the notebook enters is passed to
+    ``log`` as it happens (``  07_gradcam: <heading> (cell 5/19, 12 s)``); the kernel's own console noise
+    stays in the helper; a failure comes back as the :class:`NotebookExecutionError` it raised."""
+    from rxlib.workers import HelperDied
 
-    payload = json.dumps({"plan": {k: str(v) for k, v in dataclasses.asdict(plan).items()}, "parameters": parameters,
-                          "kernel_name": kernel_name, "cwd": str(cwd)})
-    results = []
-    with tempfile.TemporaryFile(mode="w+") as errors:
-        with subprocess.Popen([sys.executable, "-m", "rxlib.reproduce", "--one", payload], stdout=subprocess.PIPE,
-                              stderr=errors, text=True) as child:
-            for line in child.stdout:
-                if line.startswith(_PROGRESS) and log is not None:
-                    step = json.loads(line[len(_PROGRESS):])
-                    log(f"    {plan.name}: {step['heading']} (cell {step['cell']}/{step['cells']}, {step['seconds']:.0f} s)")
-                elif line.startswith(_RESULT):
-                    results.append(line[len(_RESULT):])
-        errors.seek(0)
-        lines = [line for line in errors.read().strip().splitlines() if line.strip()]
-    if child.returncode == 0 and results:
-        return
-    if results:
-        raise NotebookExecutionError(json.loads(results[-1])["message"])
-    raise NotebookExecutionError(f"notebook {plan.source.name} could not be executed: "
-                                 + (lines[-1] if lines else f"exit status {child.returncode}"))
+    def on_line(line: str) -> None:
+        if line.startswith(_PROGRESS) and log is not None:
+            step = json.loads(line[len(_PROGRESS):])
+            log(f"    {plan.name}: {step['heading']} (cell {step['cell']}/{step['cells']}, {step['seconds']:.0f} s)")
 
-
-#: Prefix of the one line a ``--one`` process prints for its parent.
-_RESULT = "rxlib-notebook-result: "
-
-
-def _one(payload: str) -> int:
-    """``python -m rxlib.reproduce --one JSON``: run one notebook; print its outcome as one JSON line."""
-    args = json.loads(payload)
-    plan = _Plan(**{k: Path(v) for k, v in args["plan"].items()})
+    job = {"plan": {k: str(v) for k, v in dataclasses.asdict(plan).items()}, "parameters": parameters,
+           "kernel_name": kernel_name, "cwd": str(cwd)}
     try:
-        _execute_and_render(plan, args["parameters"], args["kernel_name"], Path(args["cwd"]), progress=True)
-    except NotebookExecutionError as exc:
-        print(_RESULT + json.dumps({"message": str(exc)}), flush=True)
-        return 3
-    print(_RESULT + json.dumps({"message": ""}), flush=True)
-    return 0
+        with helpers.borrow() as helper:
+            result = helper.run(job, on_line)
+    except HelperDied as exc:
+        raise NotebookExecutionError(f"notebook {plan.source.name} could not be executed: {exc}") from exc
+    if result.get("error"):
+        raise NotebookExecutionError(result["error"])
+
+
+def _serve_notebook(job: dict) -> dict:
+    """One job of ``python -m rxlib.reproduce --serve``: run one notebook and write its HTML."""
+    plan = _Plan(**{k: Path(v) for k, v in job["plan"].items()})
+    _execute_and_render(plan, job["parameters"], job["kernel_name"], Path(job["cwd"]), progress=True)
+    return {}
 
 
 def _run_notebooks(plans: Sequence[_Plan], parameters: dict, kernel_name: str | None, nb_dir: Path,
                    run: _Run, device: str) -> None:
     """Execute ``plans`` several at a time (:func:`rxlib.train.pool.worker_count`: one per usable core on
-    the CPU, one on a GPU), each in its own process and kernel (:func:`_execute_in_process`); record each as it finishes, in the
+    the CPU, one on a GPU), each in a helper process and its own kernel (:func:`_execute_in_helper`); record each as it finishes, in the
     parent alone (so manifest.csv and run_log.csv have one writer). Their models are trained before
     (:mod:`rxlib.train.pool`), so no two notebooks train the same model. After a failure no further
     notebook starts; those running finish and are recorded, then the first failure is raised."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     from rxlib.train.pool import worker_count
+    from rxlib.workers import HelperPool
 
     workers = worker_count(len(plans), device)
     numbers = {plan.name: i for i, plan in enumerate(plans, 1)}
     failure: BaseException | None = None
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # each thread waits on one notebook's process
+    with HelperPool("rxlib.reproduce") as helpers, ThreadPoolExecutor(max_workers=workers) as pool:
+        # each thread waits on one notebook's helper
         queue, running = list(plans), {}
         while queue or running:
             while queue and failure is None and len(running) < workers:
                 plan = queue.pop(0)
                 run.log(f"[{numbers[plan.name]}/{run.total}] {plan.name} ...")
-                future = pool.submit(_execute_in_process, plan, parameters, kernel_name, nb_dir, run.log)
+                future = pool.submit(_execute_in_helper, plan, parameters, kernel_name, nb_dir, helpers, run.log)
                 running[future] = (plan, time.time(), time.perf_counter())
             if not running:
                 break
@@ -821,7 +807,9 @@ def _dry_run(plans: Sequence[_Plan], parameters: dict, figs: Path, reps: Path,
 # Command line
 
 
-if __name__ == "__main__":  # the one-notebook worker of _execute_in_process
-    if len(sys.argv) == 3 and sys.argv[1] == "--one":
-        sys.exit(_one(sys.argv[2]))
-    sys.exit("usage: python -m rxlib.reproduce --one JSON (internal; run notebooks with `rxlib reproduce`)")
+if __name__ == "__main__":  # the notebook helper of _execute_in_helper
+    if sys.argv[1:] == ["--serve"]:
+        from rxlib.workers import serve
+
+        sys.exit(serve(_serve_notebook, known_errors=(NotebookExecutionError,)))
+    sys.exit("usage: python -m rxlib.reproduce --serve (internal; run notebooks with `rxlib reproduce`)")

@@ -14,6 +14,10 @@ The options are those of ``rxlib train`` (:func:`rxlib.cli.add_train_options`) a
 (:func:`rxlib.train.run.train_run`; under torchrun rank 0 writes the outputs). Run the same command again
 to resume a killed run. Exit status 2 with a one-line message for bad input (config, data, device,
 unreadable checkpoint).
+
+``python -m rxlib.train --serve`` (internal, :mod:`rxlib.workers`): train one ``{"config", "data", "out"}``
+job per line of stdin, the same run as the command with ``--quiet``, so that the training pool of
+``rxlib reproduce`` (:mod:`rxlib.train.pool`) pays the imports once per worker rather than once per model.
 """
 from __future__ import annotations
 
@@ -29,9 +33,27 @@ def build_parser() -> argparse.ArgumentParser:
     return add_train_options(argparse.ArgumentParser(prog=PROG, description=TRAIN_DESCRIPTION))
 
 
+def train_job(job: dict) -> dict:
+    """One job of ``--serve``: ``{}`` when trained, ``{"error": "python -m rxlib.train: error: ..."}`` for bad
+    input, the line the command would print."""
+    from rxlib.train.run import INPUT_ERRORS, train_from_args
+
+    args = build_parser().parse_args(["--config", job["config"], "--data", job["data"], "--out", job["out"], "--quiet"])
+    try:
+        train_from_args(args)
+    except INPUT_ERRORS as exc:
+        return {"error": f"{PROG}: error: {exc}"}
+    return {}
+
+
 def main(argv: list[str] | None = None) -> int:
     from rxlib.train.run import run_command
 
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["--serve"]:
+        from rxlib.workers import serve
+
+        return serve(train_job)
     return run_command(build_parser().parse_args(argv), PROG)
 
 

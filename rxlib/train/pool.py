@@ -16,6 +16,9 @@ Why processes with one thread each, rather than one process with a thread per co
   competing load). A one-thread process that waits for a core loses only its share.
 - **The same floats on any machine.** The thread count is always one (``RXLIB_TRAIN_THREADS``
   changes it), so a seed gives the same model whatever the number of cores, workers or the load.
+  A worker's process trains one model after another (:mod:`rxlib.workers`); each run seeds its own
+  initialisation and every epoch's streams (:mod:`rxlib.train.loop`), so a model does not depend on
+  the ones its worker trained before.
 
 Workers: ``RXLIB_WORKERS`` if set, else one per usable core (:func:`usable_cores`), never more than
 there are models; on a GPU one (the models then train one after another, each process returning the
@@ -24,13 +27,13 @@ GPU's memory when it ends).
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+
+from rxlib.workers import HelperPool
 
 
 def usable_cores() -> int:
@@ -110,18 +113,21 @@ class TrainingFailed(ValueError):
     """A model of the run could not be trained; the message names it and gives the trainer's own error."""
 
 
-def _train_job(job: Job) -> dict:
-    """Train (unless another run finished it meanwhile) one model with ``python -m rxlib.train`` into its
-    registry folder, under the registry's per-model lock; a small summary back.
+def _train_job(job: Job, helpers) -> dict:
+    """Train (unless another run finished it meanwhile) one model into its registry folder, under the
+    registry's per-model lock, in a training helper of ``helpers`` (a :class:`rxlib.workers.HelperPool`
+    of ``python -m rxlib.train --serve``); a small summary back.
 
-    A fresh interpreter per model, rather than a ``multiprocessing`` pool: it needs nothing of the
-    caller's ``__main__`` (a script that calls :func:`rxlib.reproduce.reproduce` without a main guard
-    works) and it runs exactly the command a user runs (:mod:`rxlib.train.run`).
+    A helper interpreter rather than a ``multiprocessing`` pool: it needs nothing of the caller's
+    ``__main__`` (a script that calls :func:`rxlib.reproduce.reproduce` without a main guard works) and
+    it runs exactly the run a user's ``python -m rxlib.train`` runs (:mod:`rxlib.train.run`). One helper
+    per worker, reused for its next model, so that the imports are paid once per worker.
     """
     from filelock import FileLock
 
     from rxlib.profiles import save_config
     from rxlib.train.registry import find_model, models_dir
+    from rxlib.workers import HelperDied
 
     started = time.perf_counter()
     folder = models_dir() / job.key
@@ -130,15 +136,14 @@ def _train_job(job: Job) -> dict:
         if find_model(job.config, job.data_root) is None:
             config_file = save_config(job.config, folder.parent / f".{job.key}.config.json")
             try:
-                done = subprocess.run([sys.executable, "-m", "rxlib.train", "--config", str(config_file), "--data",
-                                       str(job.data_root), "--out", str(folder), "--quiet"],
-                                      capture_output=True, text=True)
+                with helpers.borrow() as helper:
+                    done = helper.run({"config": str(config_file), "data": str(job.data_root), "out": str(folder)})
+            except HelperDied as exc:
+                raise TrainingFailed(f"training {job.describe()} failed: {exc}") from exc
             finally:
                 config_file.unlink(missing_ok=True)
-            if done.returncode != 0:
-                lines = [line for line in done.stderr.strip().splitlines() if line.strip()]
-                raise TrainingFailed(f"training {job.describe()} failed: "
-                                     + (lines[-1] if lines else f"exit status {done.returncode}"))
+            if done.get("error"):
+                raise TrainingFailed(f"training {job.describe()} failed: {done['error']}")
     overall = pd_read_accuracy(folder)
     return {"seconds": time.perf_counter() - started, "folder": str(folder), **overall}
 
@@ -225,9 +230,10 @@ def train_jobs(jobs: Sequence[Job], *, workers: int | None = None, log: Callable
         + ", ".join(job.label for job in jobs))
     started = time.perf_counter()
     results: dict[str, dict] = {}
-    with ThreadPoolExecutor(max_workers=workers) as pool:  # each thread waits on one training process
+    with HelperPool("rxlib.train") as helpers, ThreadPoolExecutor(max_workers=workers) as pool:
+        # each thread waits on one training helper
         longest_first = sorted(jobs, key=lambda job: -_cost(job))  # the long main model must not start last
-        futures = {pool.submit(_train_job, job): job for job in longest_first}
+        futures = {pool.submit(_train_job, job, helpers): job for job in longest_first}
         pending, seen = set(futures), {}
         while pending:
             finished, pending = wait(pending, timeout=PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)

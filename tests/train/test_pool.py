@@ -51,6 +51,32 @@ def test_a_model_trained_by_a_worker_equals_one_trained_in_process(tiny_synth, r
             assert torch.equal(tensor, others[name]), name
 
 
+def _weights(folder):
+    state = torch.load(folder / "model.pt", weights_only=False)
+    return state["model"] if "model" in state else state
+
+
+def test_a_model_does_not_depend_on_the_one_its_worker_trained_before(tiny_synth, registry_cache, tiny_run,
+                                                                      monkeypatch):
+    """A worker's helper trains one model after another (rxlib.workers): the second model it trains is the
+    same, float for float, as that model trained by a fresh worker."""
+    first = run_config("smoke", **{**tiny_run, "seed": 5, "loss": "softmax"}).resolved(tiny_synth)
+    second = run_config("smoke", **tiny_run).resolved(tiny_synth)
+    jobs = [pool.Job(name, c, tiny_synth, registry.model_key(c, tiny_synth))
+            for name, c in (("first", first), ("second", second))]
+    monkeypatch.setattr(pool, "_cost", lambda job: -["first", "second"].index(job.label))  # first, then second
+    pool.train_jobs(jobs, workers=1, log=lambda *_: None)
+    after_another = _weights(registry.find_model(second, tiny_synth))
+
+    monkeypatch.setenv("RXLIB_CACHE", str(registry_cache.parent / "fresh-cache"))
+    pool.train_jobs(jobs[1:], workers=1, log=lambda *_: None)
+    alone = _weights(registry.find_model(second, tiny_synth))
+    assert after_another.keys() == alone.keys()
+    for name, tensor in after_another.items():
+        if isinstance(tensor, torch.Tensor):
+            assert torch.equal(tensor, alone[name]), name
+
+
 def test_a_failing_training_names_its_model(tiny_synth, registry_cache, tiny_run, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
