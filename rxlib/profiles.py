@@ -65,8 +65,9 @@ PROFILES: dict[str, dict] = {
         "data": {"normalize": "experiment", "augment": True, "storage": "memory"},
         "train": {"arch": "tiny_densenet", "n_classes": None, "embedding_dim": 128, "memory_efficient": False,
                   "epochs": 12, "batch_size": 32, "lr": 2e-3, "loss": "composite", "cutmix": False,
-                  "pseudo_label": False, "pseudo_t1": 3, "pseudo_t2": 8, "amp_dtype": "float32", "channels_last": False,
-                  "device": "cpu"},
+                  "pseudo_label": False, "pseudo_t1": 3, "pseudo_t2": 8, "amp_dtype": "float32",
+                  # channels-last on the CPU too: 1.4x the training steps per second (bench_training)
+                  "channels_last": True, "device": "cpu"},
     },
     "paper": {
         "data": {"normalize": "experiment", "augment": True, "storage": "store"},
