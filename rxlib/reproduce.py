@@ -433,7 +433,7 @@ def reproduce(
             runs and passed to every notebook as its ``overrides`` parameter (a JSON string).
         rates: :class:`rxlib.plan.Rates` for the dry-run plan (default: measured, else assumed).
         seeds: seeds the verdicts pool (:mod:`rxlib.explain.seeds`): ``seed`` and the ``seeds - 1`` after
-            it. The extra seeds run first (:func:`_run_extra_seed`): the notebooks of
+            it. The extra seeds run first (:func:`_seed_tasks`): the notebooks of
             :data:`rxlib.plan.VERDICT_NOTEBOOKS` among those selected, on the synthetic set of that seed
             (the same data when ``data_root`` is given) with its own ``train.seed`` (the main one's plus
             1, 2, ...), into ``<reports>/seeds/seed<N>/``; then the selected notebooks of ``seed`` pool
@@ -503,14 +503,15 @@ def reproduce(
     seed_runs = _extra_seed_runs(profile, data_root, seed, extra_seeds, run_settings, overrides, selected, reps, log)
     if planned:
         _train_models(run_settings, planned, root, seed, seed_runs, log)
+    run = _Run(profile, seed, root, figs, reps, items, order, log, len(plans))
+    tasks = [_Task(plan, parameters, run, number) for number, plan in enumerate(plans, 1)]
+    for extra in seed_runs:
+        log(f"extra seed {extra.seed}: {len(extra.plans)} notebook(s) on {extra.root} into {extra.reports}, each "
+            f"before the same notebook of the main seed (its lines start with 'seed {extra.seed}:')")
+        tasks += _seed_tasks(extra, parameters, items, order, log)
+    log(f"running {len(plans)} notebook(s) from {nb_dir} (profile={profile!r}, seed={seed}, data={root})")
     with _kernel_threads():
-        for number, extra in enumerate(seed_runs, 1):
-            log(f"extra seed {extra.seed} ({number}/{len(seed_runs)}): running {len(extra.plans)} notebook(s) on "
-                f"{extra.root} into {extra.reports}")
-            _run_extra_seed(extra, parameters, kernel_name, nb_dir, items, order, device, log)
-        log(f"running {len(plans)} notebook(s) from {nb_dir} (profile={profile!r}, seed={seed}, data={root})")
-        run = _Run(profile, seed, root, figs, reps, items, order, log, len(plans))
-        _run_notebooks(plans, parameters, kernel_name, nb_dir, run, device)
+        _run_notebooks(_in_order(tasks, run), kernel_name, nb_dir, device)
     log(f"done: {len(plans)} notebook(s); the whole run (data, training, notebooks) took "
         f"{time.perf_counter() - total_start:.1f} s; manifest in {reps / 'manifest.csv'}")
     return run.result
@@ -588,16 +589,17 @@ def _train_models(run_settings, planned: Sequence[str], root: Path, seed: int, s
     train_jobs(jobs, log=log)
 
 
-def _run_extra_seed(extra: _SeedRun, parameters: dict, kernel_name, nb_dir: Path, items, order, device: str,
-                    log) -> None:
-    """Run one extra seed's notebooks into its own reports folder (its own manifest and run log there)."""
+def _seed_tasks(extra: _SeedRun, parameters: dict, items, order, log) -> list[_Task]:
+    """One extra seed's notebooks, into its own reports folder (its own manifest and run log there); each of
+    the main seed's notebooks of the same name waits for it (:func:`_in_order`)."""
     figures = extra.reports / "figures"
     figures.mkdir(parents=True, exist_ok=True)
     parameters = {**parameters, "data_root": str(extra.root), "seed": extra.seed, "seeds": 1,
                   "figures_dir": str(figures), "reports_dir": str(extra.reports),
                   "overrides": json.dumps(extra.overrides, sort_keys=True)}
-    run = _Run(parameters["profile"], extra.seed, extra.root, figures, extra.reports, items, order, log, len(extra.plans))
-    _run_notebooks(extra.plans, parameters, kernel_name, nb_dir, run, device)
+    run = _Run(parameters["profile"], extra.seed, extra.root, figures, extra.reports, items, order,
+               lambda line: log(f"seed {extra.seed}: {line}"), len(extra.plans))
+    return [_Task(plan, parameters, run, number) for number, plan in enumerate(extra.plans, 1)]
 
 
 def _log_plan(profile: str, root: Path, overrides, seed: int, planned: Sequence[str], rates, log) -> None:
@@ -700,38 +702,70 @@ def _serve_notebook(job: dict) -> dict:
     return {}
 
 
-def _run_notebooks(plans: Sequence[_Plan], parameters: dict, kernel_name: str | None, nb_dir: Path,
-                   run: _Run, device: str) -> None:
-    """Execute ``plans`` several at a time (:func:`rxlib.train.pool.worker_count`: one per usable core on
-    the CPU, one on a GPU), each in a helper process and its own kernel (:func:`_execute_in_helper`); record each as it finishes, in the
-    parent alone (so manifest.csv and run_log.csv have one writer). Their models are trained before
-    (:mod:`rxlib.train.pool`), so no two notebooks train the same model. After a failure no further
-    notebook starts; those running finish and are recorded, then the first failure is raised."""
+@dataclass(frozen=True)
+class _Task:
+    """One notebook to execute: its plan and parameters, the run that records it and its number there, and
+    the executed notebooks that must be complete before it starts."""
+
+    plan: _Plan
+    parameters: dict
+    run: _Run
+    number: int
+    after: tuple[Path, ...] = ()
+
+
+def _in_order(tasks: Sequence[_Task], main: _Run) -> list[_Task]:
+    """The tasks in the order they start, each with what it waits for: the extra seeds' notebooks first, then
+    the main seed's, each in notebook order; a main-seed notebook waits for the extra seeds' notebooks of
+    the same name (it pools their verdicts, :mod:`rxlib.explain.seeds`), and a notebook that waits for
+    nothing (01, 02) starts meanwhile, so no core idles between the seeds."""
+    seeds_of: dict[str, list[Path]] = {}
+    for task in tasks:
+        if task.run is not main:
+            seeds_of.setdefault(task.plan.name, []).append(task.plan.executed)
+    ordered = [dataclasses.replace(task, after=tuple(seeds_of.get(task.plan.name, ()))) if task.run is main else task
+               for task in tasks]
+    return sorted(ordered, key=lambda task: task.run is main)  # stable: notebook order within each run
+
+
+def _run_notebooks(tasks: Sequence[_Task], kernel_name: str | None, nb_dir: Path, device: str) -> None:
+    """Execute ``tasks`` several at a time (:func:`rxlib.train.pool.worker_count`: one per usable core on
+    the CPU, one on a GPU), each in a helper process and its own kernel (:func:`_execute_in_helper`), each
+    as soon as a worker is free and what it waits for is complete, in the order given; record each as it
+    finishes, in the parent alone (so each manifest.csv and run_log.csv has one writer). Their models are
+    trained before (:mod:`rxlib.train.pool`), so no two notebooks train the same model. After a failure no
+    further notebook starts; those running finish and are recorded, then the first failure is raised."""
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
     from rxlib.train.pool import worker_count
     from rxlib.workers import HelperPool
 
-    workers = worker_count(len(plans), device)
-    numbers = {plan.name: i for i, plan in enumerate(plans, 1)}
+    workers = worker_count(len(tasks), device)
+    position = {id(task): i for i, task in enumerate(tasks)}
+    complete: set[Path] = set()
     failure: BaseException | None = None
     with HelperPool("rxlib.reproduce") as helpers, ThreadPoolExecutor(max_workers=workers) as pool:
         # each thread waits on one notebook's helper
-        queue, running = list(plans), {}
+        queue, running = list(tasks), {}
         while queue or running:
-            while queue and failure is None and len(running) < workers:
-                plan = queue.pop(0)
-                run.log(f"[{numbers[plan.name]}/{run.total}] {plan.name} ...")
-                future = pool.submit(_execute_in_helper, plan, parameters, kernel_name, nb_dir, helpers, run.log)
-                running[future] = (plan, time.time(), time.perf_counter())
+            while failure is None and len(running) < workers:
+                task = next((t for t in queue if complete.issuperset(t.after)), None)
+                if task is None:
+                    break
+                queue.remove(task)
+                task.run.log(f"[{task.number}/{task.run.total}] {task.plan.name} ...")
+                future = pool.submit(_execute_in_helper, task.plan, task.parameters, kernel_name, nb_dir, helpers,
+                                     task.run.log)
+                running[future] = (task, time.time(), time.perf_counter())
             if not running:
                 break
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in sorted(finished, key=lambda f: numbers[running[f][0].name]):
-                plan, started_wall, started = running.pop(future)
+            for future in sorted(finished, key=lambda f: position[id(running[f][0])]):
+                task, started_wall, started = running.pop(future)
                 try:
-                    run.record(plan, numbers[plan.name], started_wall, time.perf_counter() - started,
-                               future.exception())
+                    task.run.record(task.plan, task.number, started_wall, time.perf_counter() - started,
+                                    future.exception())
+                    complete.add(task.plan.executed)
                 except Exception as exc:
                     failure = failure or exc
     if failure is not None:

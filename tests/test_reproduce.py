@@ -252,7 +252,10 @@ def test_extra_seeds_run_first_and_the_main_seed_pools_their_verdicts(dirs):
     table = pd.read_csv(dirs.reps / "verdicts.csv", dtype={"seeds": str})
     assert table["seeds"].tolist() == ["3 4"] and table["n_seeds"].tolist() == [2] and table["n"].tolist() == [40]
     assert "two-level" in table.loc[0, "interval_method"]
-    assert any(line.startswith("extra seed 4 (1/1): running 1 notebook(s)") for line in lines)
+    assert any(line.startswith("extra seed 4: 1 notebook(s) on ") for line in lines)
+    seed_done = next(i for i, line in enumerate(lines) if line.startswith("seed 4: [1/1] 03_losses ok in"))
+    main_start = lines.index("[2/2] 03_losses ...")
+    assert seed_done < main_start  # the main seed's 03 waits for the extra seed's, whose samples it pools
     with pytest.raises(ValueError, match="seeds must be at least 1"):
         run(dirs, profile="cpu", seeds=0)
     lines.clear()
