@@ -90,3 +90,16 @@ def test_main_prints_the_table(roots, capsys):
     realism.main([str(roots / "real"), str(roots / "close"), "--max-sites", "4"])
     out = capsys.readouterr().out
     assert "passed" in out and "nucleus_area" in out and "threshold" in out
+
+
+def test_a_distance_is_the_same_statistic_as_its_threshold():
+    """Synthetic vs real and real batch vs real batch are one statistic: Wasserstein over the pooled spread,
+    symmetric, so a synthetic set shifted like a real batch gets that batch's distance."""
+    from rxlib.data.realism import normalised_wasserstein
+
+    rng = np.random.default_rng(0)
+    tight, wide = rng.normal(10, 1, 5000), rng.normal(20, 4, 5000)
+    assert normalised_wasserstein(tight, wide) == pytest.approx(normalised_wasserstein(wide, tight))
+    pooled = np.concatenate([tight, wide]).std()
+    assert normalised_wasserstein(tight, wide) == pytest.approx(abs(wide.mean() - tight.mean()) / pooled, rel=0.05)
+    assert normalised_wasserstein(tight, tight) == 0.0
