@@ -35,10 +35,17 @@ def _smooth(image: np.ndarray, sigma: float) -> np.ndarray:
     return gaussian(image, sigma=sigma, preserve_range=True) if sigma > 0 else image
 
 
+def otsu_foreground(image: np.ndarray, sigma: float = 1.0) -> np.ndarray:
+    """Boolean Otsu foreground of one channel, smoothed with ``sigma`` first (no hole filling): what the
+    realism table's ``foreground`` fraction counts (:mod:`rxlib.data.realism`) and what the realistic
+    synthetic profile is calibrated to (:func:`rxlib.synth.writer.calibrate`)."""
+    smooth = _smooth(image, sigma)
+    return smooth > otsu_threshold(smooth)
+
+
 def nuclei_foreground(nuclei: np.ndarray, *, sigma: float = 1.0, min_area: int = 8) -> np.ndarray:
     """Boolean Otsu foreground of the smoothed Hoechst channel, holes filled, debris removed."""
-    smooth = _smooth(nuclei, sigma)
-    foreground = ndimage.binary_fill_holes(smooth > otsu_threshold(smooth))
+    foreground = ndimage.binary_fill_holes(otsu_foreground(nuclei, sigma))
     return _drop_small(ndimage.label(foreground)[0], min_area) > 0
 
 

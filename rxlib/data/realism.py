@@ -47,7 +47,7 @@ from scipy.stats import wasserstein_distance
 from skimage.feature import graycomatrix, graycoprops
 
 from ..io import read_png
-from ..segmentation import _smooth, otsu_threshold, segment_nuclei
+from ..segmentation import otsu_foreground, segment_nuclei
 
 _SITE_FILE = re.compile(r"^([A-P]\d{2})_s(\d+)_w(\d)\.png$")
 #: Pixel subsampling step for the intensity histograms (every 4th row and column).
@@ -128,8 +128,7 @@ def measure_site(paths: dict[int, Path], cell_type: str, batch: str) -> SiteMeas
     for channel, path in sorted(paths.items()):
         image = read_png(path).astype(np.float32)
         out.pixels[channel] = image[::PIXEL_STEP, ::PIXEL_STEP].ravel()
-        smooth = _smooth(image, 1.0)
-        foreground = smooth > otsu_threshold(smooth)
+        foreground = otsu_foreground(image, 1.0)
         out.foreground[channel] = float(foreground.mean())
         if channel == 1:
             labels = segment_nuclei(image)

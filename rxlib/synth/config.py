@@ -47,6 +47,19 @@ REAL_P1: dict[str, tuple[float, ...]] = {
     "RPE": (1.0, 2.2, 3.2, 1.8, 0.2, 3.8),
     "U2OS": (1.2, 3.0, 3.2, 1.9, 1.0, 3.8),
 }
+#: Median Otsu foreground fraction per site (``rxlib.segmentation.otsu_foreground``, smoothed with sigma 1)
+#: per cell type and channel w1..w6, same sources: the ``real`` column of the ``foreground`` rows of the
+#: realism table (``python -m rxlib.data.realism ../shared/rxrx1/kaggle-2023 SYNTH``). The realistic
+#: profile calibrates each channel's spatial spread to it (``SynthConfig.fit_foreground``).
+REAL_FOREGROUND: dict[str, tuple[float, ...]] = {
+    "HEPG2": (0.356, 0.374, 0.339, 0.384, 0.342, 0.386),
+    "HUVEC": (0.170, 0.231, 0.319, 0.287, 0.094, 0.236),
+    "RPE": (0.175, 0.273, 0.370, 0.320, 0.214, 0.357),
+    "U2OS": (0.274, 0.147, 0.291, 0.220, 0.094, 0.365),
+}
+#: Per channel w1..w6, the largest difference of that median between two real batches of one cell type
+#: (experiments, else plates): the realism table's ``foreground`` thresholds, same sources.
+REAL_FOREGROUND_BATCH_SPREAD: tuple[float, ...] = (0.060, 0.113, 0.085, 0.164, 0.243, 0.114)
 #: Nuclei per 512x512 field (w1 foreground area / median nucleus area): HEPG2-01 ~700 (very
 #: crowded, clumped), HEPG2-08 ~330, HUVEC 120 +- 11, RPE 94 +- 10, U2OS 144 +- 18.
 REAL_NUCLEI_PER_FIELD: dict[str, float] = {"HEPG2": 330.0, "HUVEC": 120.0, "RPE": 94.0, "U2OS": 144.0}
@@ -141,8 +154,13 @@ class SynthConfig:
         haze: out-of-focus light, as a fraction of the signal blurred over ~12 pixels (0 = none).
         nucleus_scale: multiplier of the nucleus radius per cell type, in the order of
             ``rxlib.config.CELL_TYPES`` (1 = ``CELL_TYPE_SHAPES``).
+        density_scale: multiplier of the number of cells per field per cell type, in the order of
+            ``rxlib.config.CELL_TYPES`` (1 = ``CELL_TYPE_SHAPES``).
+        fit_foreground: calibrate each channel's spatial spread too, so that its Otsu foreground
+            fraction matches the real one (:data:`REAL_FOREGROUND`; see
+            :func:`rxlib.synth.writer.calibrate` and :func:`rxlib.synth.render.spread_stain`).
 
-    The last five were added after sets had been written; at their defaults they are left out of
+    The last seven were added after sets had been written; at their defaults they are left out of
     :meth:`to_dict` (and so of ``params.json``), so that sets made before keep their identity.
     """
 
@@ -185,6 +203,8 @@ class SynthConfig:
     psf_sigma: float = 0.0
     haze: float = 0.0
     nucleus_scale: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+    density_scale: tuple[float, ...] = (1.0, 1.0, 1.0, 1.0)
+    fit_foreground: bool = False
 
     # -- derived ------------------------------------------------------------------------------
     @property
@@ -281,6 +301,10 @@ class SynthConfig:
                f"calibration_sites must be an int >= 1, got {self.calibration_sites!r}")
         for name in ("texture", "clustering", "psf_sigma", "haze"):
             _check(0 <= float(getattr(self, name)) <= 10, f"{name} must be in 0..10, got {getattr(self, name)!r}")
+        _check(isinstance(self.fit_foreground, bool), f"fit_foreground must be true or false, got {self.fit_foreground!r}")
+        _check(len(self.density_scale) == len(CELL_TYPES) and all(0.2 <= float(v) <= 5 for v in self.density_scale),
+               f"density_scale must be {len(CELL_TYPES)} values in 0.2..5 (one per cell type {CELL_TYPES}), "
+               f"got {self.density_scale!r}")
         _check(len(self.nucleus_scale) == len(CELL_TYPES) and all(0.2 <= float(v) <= 3 for v in self.nucleus_scale),
                f"nucleus_scale must be {len(CELL_TYPES)} values in 0.2..3 (one per cell type {CELL_TYPES}), "
                f"got {self.nucleus_scale!r}")
@@ -289,7 +313,8 @@ class SynthConfig:
 #: Fields added after synthetic sets had been written, with the default that reproduces the old
 #: images; :meth:`SynthConfig.to_dict` leaves them out at that default.
 OPTIONAL_FIELDS: dict[str, Any] = {"texture": 0.0, "clustering": 0.0, "psf_sigma": 0.0, "haze": 0.0,
-                                   "nucleus_scale": (1.0, 1.0, 1.0, 1.0)}
+                                   "nucleus_scale": (1.0, 1.0, 1.0, 1.0), "density_scale": (1.0, 1.0, 1.0, 1.0),
+                                   "fit_foreground": False}
 
 
 def _check(ok: bool, message: str) -> None:
@@ -349,9 +374,14 @@ PROFILES: dict[str, SynthConfig] = {
         n_plates=1, n_plate_groups=1, treatment_replicates=1, negative_control_wells=1, n_sites=2,
         treatment_strength=(0.25, 0.7), treatment_penetrance=(0.3, 0.7), positive_strength=(0.7, 1.2),
         positive_penetrance=0.8, density_jitter=0.3, photons_per_level=40.0, read_noise=0.3,
-        calibration_sites=2, texture=1.0, clustering=0.8, psf_sigma=2.0, haze=0.15,
+        calibration_sites=4, texture=1.0, clustering=0.8, psf_sigma=2.0, haze=0.15,
         # nuclei as large as Otsu + watershed finds them on the real sites (rxlib.data.realism)
         nucleus_scale=(0.78, 1.0, 0.92, 1.0),
+        # HepG2 as crowded as Otsu + watershed counts the real pieces (442 nuclei per site, median of
+        # HEPG2-01 and HEPG2-08; CELL_TYPE_SHAPES has HEPG2-08's 330)
+        density_scale=(1.25, 1.0, 1.0, 1.0),
+        # each stain as spread out over the field as on the real sites (REAL_FOREGROUND)
+        fit_foreground=True,
     ),
     "rxrx1": SynthConfig(
         image_size=512, cell_scale=1.0, n_treatments=1108, n_junk=0, n_positive_controls=30,
@@ -382,6 +412,8 @@ __all__ = [
     "CELL_TYPE_SHAPES",
     "INNER_WELLS",
     "PROFILES",
+    "REAL_FOREGROUND",
+    "REAL_FOREGROUND_BATCH_SPREAD",
     "REAL_MEAN",
     "REAL_MEAN_SPREAD",
     "REAL_NUCLEI_PER_FIELD",

@@ -441,6 +441,24 @@ def optics(signal: np.ndarray, psf_sigma: float, haze: float) -> np.ndarray:
     return out.astype(np.float32, copy=False)
 
 
+def cell_fill(labels: np.ndarray, psf_sigma: float) -> np.ndarray:
+    """The cells of a site as a float mask blurred by the point-spread function, for :func:`spread_stain`."""
+    return optics((labels > 0).astype(np.float32)[None], psf_sigma, 0.0)[0]
+
+
+def spread_stain(signal: np.ndarray, fill: np.ndarray, reach: float, level: float) -> np.ndarray:
+    """One channel's clean signal spread over less or more of the field (the realistic profile's foreground
+    calibration, :func:`rxlib.synth.writer.calibrate`): ``reach < 0`` takes a floor of ``-reach * level``
+    off it, so its dim tails and the haze between cells drop out of the stain's footprint; ``reach > 0``
+    adds ``reach * level`` over the cells (``fill``: :func:`cell_fill`), so the stain fills more of each
+    cell; 0 leaves it unchanged. ``level``: the channel's mean clean signal inside cells."""
+    if reach < 0:
+        return np.maximum(signal - np.float32(-reach * level), np.float32(0.0))
+    if reach > 0:
+        return signal + np.float32(reach * level) * fill
+    return signal
+
+
 @dataclass
 class _CellGeometry:
     """The placed cells: their centres and the draws of their outlines (indexed by cell, as centres)."""

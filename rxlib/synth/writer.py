@@ -32,6 +32,8 @@ from rxlib.io import (
 from rxlib.outputs import ForeignFilesError, OutputFolder, claim_output_folder, record_written
 from rxlib.synth.config import (
     CELL_TYPE_SHAPES,
+    REAL_FOREGROUND,
+    REAL_FOREGROUND_BATCH_SPREAD,
     REAL_MEAN,
     REAL_NUCLEI_PER_FIELD,
     REAL_P1,
@@ -48,7 +50,16 @@ from rxlib.synth.design import (
     build_design,
     stream_rng,
 )
-from rxlib.synth.render import CleanSite, acquire, cue_pattern, illumination_field, optics, render_cells
+from rxlib.synth.render import (
+    CleanSite,
+    acquire,
+    cell_fill,
+    cue_pattern,
+    illumination_field,
+    optics,
+    render_cells,
+    spread_stain,
+)
 
 FORMAT = "rxlib-synth/1"
 METADATA_COLUMNS = ["site_id", "well_id", "cell_type", "dataset", "experiment", "plate", "well", "site",
@@ -90,47 +101,103 @@ def site_files(out: Path, task: SiteTask) -> list[Path]:
 # Calibration
 
 
+#: Reaches tried by the foreground calibration (:func:`rxlib.synth.render.spread_stain`).
+REACHES = tuple(float(r) for r in np.round(np.arange(-1.2, 0.81, 0.1), 2))
+#: A foreground fraction this close to the real one is good enough, as a share of the channel's real
+#: batch-to-batch difference (REAL_FOREGROUND_BATCH_SPREAD), and the smallest reach that gets there is
+#: taken: a stain no further from the real footprint than two real batches are from each other is left
+#: as drawn, and any other changes least (the realism table scores its texture too).
+FOREGROUND_TOLERANCE = 0.75
+
+
 def calibrate(cfg: SynthConfig, seed: int, classes: list[ClassSpec]) -> dict[str, dict[str, Any]]:
-    """Per cell type and channel: background, contrast exponent and scale matching real RxRx1.
+    """Per cell type and channel: background, contrast exponent and scale matching real RxRx1 (and, with
+    ``cfg.fit_foreground``, the stain's spread).
 
     ``value = background + scale * signal ** gamma`` (before gain, illumination and noise), with
     ``background`` = the real 1st percentile, ``gamma`` chosen on a grid so that the coefficient of
     variation of the pixel values equals the real one (REAL_STD / REAL_MEAN), and ``scale`` so that
     the mean equals the real mean (REAL_MEAN), over ``calibration_sites`` clean negative-control
-    renders at unit gain.
+    renders at unit gain. With ``fit_foreground`` the signal of w2-w6 first goes through
+    :func:`~rxlib.synth.render.spread_stain` with the reach (of :data:`REACHES`) whose calibrated image
+    has the Otsu foreground fraction nearest the real one (REAL_FOREGROUND; median over the sites),
+    and ``reach`` and ``level`` join the channel's entry.
     """
     negative = classes[cfg.negative_control_id]
     low, high = cfg.contrast_gamma
     gammas = np.round(np.linspace(low, high, max(2, round((high - low) / 0.05) + 1)), 3)
     out: dict[str, dict[str, Any]] = {}
     for ct_index, (cell_type, _, _) in enumerate(cfg.experiments):
-        signals = []
-        for i in range(cfg.calibration_sites):
-            rng = stream_rng(seed, STREAM_CALIBRATION, ct_index, i)
-            clean = _render_clean(rng, cfg, cell_type, negative)
-            signals.append(clean.signal.reshape(N_CHANNELS, -1))
-        signal = np.maximum(np.concatenate(signals, axis=1), 0.0).astype(np.float64)
+        sites = [_render_clean(stream_rng(seed, STREAM_CALIBRATION, ct_index, i), cfg, cell_type, negative)
+                 for i in range(cfg.calibration_sites)]
         background = np.array(REAL_P1[cell_type])
         target = np.array(REAL_MEAN[cell_type])
         target_cv = np.array(REAL_STD[cell_type]) / target
-        gamma, scale = np.ones(N_CHANNELS), np.ones(N_CHANNELS)
+        entry = {"background": background, "gamma": np.ones(N_CHANNELS), "scale": np.ones(N_CHANNELS)}
+        if cfg.fit_foreground:
+            entry.update(reach=np.zeros(N_CHANNELS), level=np.zeros(N_CHANNELS))
+            # the camera noise of each calibration site, so that the foreground is measured as on a real image
+            noise = [stream_rng(seed, STREAM_CALIBRATION, ct_index, cfg.calibration_sites + i).standard_normal(
+                (2, cfg.image_size, cfg.image_size)).astype(np.float32) for i in range(cfg.calibration_sites)]
         for c in range(N_CHANNELS):
-            best = np.inf
-            for g in gammas:
-                powered = signal[c] ** g
-                sc = max(target[c] - background[c], 0.5) / max(powered.mean(), 1e-9)
-                cv = sc * powered.std() / (background[c] + sc * powered.mean())
-                if abs(cv - target_cv[c]) < best:
-                    best, gamma[c], scale[c] = abs(cv - target_cv[c]), g, sc
-        out[cell_type] = {
-            "background": [round(float(v), 5) for v in background],
-            "gamma": [round(float(v), 5) for v in gamma],
-            "scale": [round(float(v), 5) for v in scale],
-            "target_mean": list(target),
-            "target_std": list(REAL_STD[cell_type]),
-            "target_nuclei_per_512_field": REAL_NUCLEI_PER_FIELD[cell_type],
-        }
+            channel = [np.maximum(site.signal[c], 0.0).astype(np.float64) for site in sites]
+            fit = _fit_contrast(channel, gammas, background[c], target[c], target_cv[c])
+            if cfg.fit_foreground and c > 0:  # w1: the nuclei, calibrated by their size and number instead
+                fit = _fit_reach(channel, sites, noise, cfg, gammas, background[c], target[c], target_cv[c],
+                                 REAL_FOREGROUND[cell_type][c], FOREGROUND_TOLERANCE * REAL_FOREGROUND_BATCH_SPREAD[c])
+                entry["reach"][c], entry["level"][c] = fit[2], fit[3]
+            entry["gamma"][c], entry["scale"][c] = fit[0], fit[1]
+        out[cell_type] = {name: [round(float(v), 5) for v in values] for name, values in entry.items()}
+        out[cell_type].update(target_mean=list(target), target_std=list(REAL_STD[cell_type]),
+                              target_nuclei_per_512_field=REAL_NUCLEI_PER_FIELD[cell_type])
+        if cfg.fit_foreground:
+            out[cell_type]["target_foreground"] = list(REAL_FOREGROUND[cell_type])
     return out
+
+
+def _fit_contrast(channel: list[np.ndarray], gammas: np.ndarray, background: float, target: float,
+                  target_cv: float) -> tuple[float, float]:
+    """The (gamma, scale) of the grid whose image has the real coefficient of variation and mean."""
+    signal = np.concatenate([site.ravel() for site in channel])
+    best, gamma, scale = np.inf, 1.0, 1.0
+    for g in gammas:
+        powered = signal ** g
+        sc = max(target - background, 0.5) / max(powered.mean(), 1e-9)
+        cv = sc * powered.std() / (background + sc * powered.mean())
+        if abs(cv - target_cv) < best:
+            best, gamma, scale = abs(cv - target_cv), float(g), float(sc)
+    return gamma, scale
+
+
+def _fit_reach(channel: list[np.ndarray], sites: list[CleanSite], noise: list[np.ndarray], cfg: SynthConfig,
+               gammas: np.ndarray,
+               background: float, target: float, target_cv: float, foreground: float,
+               tolerance: float) -> tuple[float, float, float, float]:
+    """(gamma, scale, reach, level): the smallest reach of :data:`REACHES` whose calibrated image has an
+    Otsu foreground fraction (median over the sites) within ``tolerance`` of ``foreground``; if none,
+    the one nearest it (the smaller reach on a tie)."""
+    from rxlib.segmentation import otsu_foreground
+
+    fills = [cell_fill(site.labels, cfg.psf_sigma) for site in sites]
+    inside = np.concatenate([c[s.labels > 0] for c, s in zip(channel, sites)])
+    level = float(inside.mean()) if inside.size else 0.0
+    best = (np.inf, 0.0, 0.0, 0.0, 0.0)
+    for reach in REACHES:
+        spread = [spread_stain(c, fill, reach, level) for c, fill in zip(channel, fills)]
+        gamma, scale = _fit_contrast([s[::4, ::4] for s in spread], gammas, background, target, target_cv)
+        fraction = float(np.median([otsu_foreground(_camera(background + scale * s ** gamma, z, cfg)).mean()
+                                    for s, z in zip(spread, noise)]))
+        miss = (max(round(abs(fraction - foreground), 3), tolerance), abs(reach))
+        if miss < best[:2]:
+            best = (*miss, gamma, scale, reach)
+    return best[2], best[3], best[4], level
+
+
+def _camera(value: np.ndarray, z: np.ndarray, cfg: SynthConfig) -> np.ndarray:
+    """A calibration image at unit gain as :func:`~rxlib.synth.render.acquire` records it: shot and read
+    noise (``z``: two standard-normal draws per pixel), rounded to 8 bits."""
+    noisy = value + np.sqrt(np.maximum(value, 0.0) / cfg.photons_per_level) * z[0] + cfg.read_noise * z[1]
+    return np.clip(np.rint(noisy), 0, 255)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,6 +225,7 @@ def _density(rng: np.random.Generator, cfg: SynthConfig) -> float:
 def _render_clean(rng: np.random.Generator, cfg: SynthConfig, cell_type: str, spec: ClassSpec,
                   density: float = 1.0) -> CleanSite:
     """The cells of a site through the optics (point-spread blur and haze; none in older profiles)."""
+    density = density * cfg.density_scale[CELL_TYPES.index(cell_type)]
     clean = render_cells(rng, cfg.image_size, cfg.cell_scale, CELL_TYPE_SHAPES[cell_type], spec, density,
                          texture=cfg.texture, clustering=cfg.clustering,
                          nucleus_scale=cfg.nucleus_scale[CELL_TYPES.index(cell_type)])
@@ -181,6 +249,10 @@ def render_site(state: dict[str, Any], task: SiteTask) -> tuple[np.ndarray, np.n
         illumination_field(cfg.image_size, exp["vignette"][c], exp["illumination_centre"][c], plate["tilt"][c])
         for c in range(N_CHANNELS)])
     calib = state["calibration"][task.cell_type]
+    if "reach" in calib:  # the realistic profile's foreground calibration
+        fill = cell_fill(clean.labels, cfg.psf_sigma)
+        for c in range(N_CHANNELS):
+            clean.signal[c] = spread_stain(clean.signal[c], fill, calib["reach"][c], calib["level"][c])
     cue = None
     if cue_drawn(state, task):
         ranks = state["class_ranks"]

@@ -89,3 +89,33 @@ def test_smoke_profile_pixels_unchanged(tmp_path):
         digest.update(read_mask_png(path).tobytes())
     assert digest.hexdigest() == SMOKE_TINY_PIXELS_SHA256
     assert not set(OPTIONAL_FIELDS) & set(json.loads((root / "truth" / "params.json").read_text())["config"])
+
+
+def test_spread_stain_takes_a_floor_off_or_fills_the_cells():
+    from rxlib.synth.render import spread_stain
+
+    signal = np.array([[0.0, 0.2, 1.0, 3.0]], np.float32)
+    fill = np.array([[0.0, 1.0, 1.0, 1.0]], np.float32)
+    assert np.array_equal(spread_stain(signal, fill, 0.0, 2.0), signal)
+    assert np.allclose(spread_stain(signal, fill, -0.25, 2.0), [[0.0, 0.0, 0.5, 2.5]])  # floor 0.5: dim tails go
+    assert np.allclose(spread_stain(signal, fill, 0.5, 2.0), [[0.0, 1.2, 2.0, 4.0]])  # cells filled by 1.0
+
+
+def test_foreground_calibration_is_recorded_for_realistic_and_leaves_other_profiles_alone():
+    import dataclasses
+
+    from rxlib.synth.config import PROFILES, REAL_FOREGROUND
+    from rxlib.synth.design import build_design
+    from rxlib.synth.writer import REACHES, calibrate
+
+    small = dataclasses.replace(PROFILES["realistic"], image_size=128, cell_scale=0.5, calibration_sites=1,
+                                experiments=(("U2OS", 1, 0),))
+    entry = calibrate(small, 0, build_design(small, 0).classes)["U2OS"]
+    assert entry["reach"][0] == 0.0  # w1: the nuclei keep their calibrated size and number
+    assert all(r in REACHES for r in entry["reach"]) and all(level > 0 for level in entry["level"][1:])
+    assert entry["target_foreground"] == list(REAL_FOREGROUND["U2OS"])
+    smoke = PROFILES["smoke"]
+    assert "reach" not in calibrate(smoke, 0, build_design(smoke, 0).classes)["HEPG2"]
+    assert "fit_foreground" not in smoke.to_dict() and "density_scale" not in smoke.to_dict()  # old sets keep their identity
+    with pytest.raises(ValueError, match="density_scale must be 4 values"):
+        dataclasses.replace(smoke, density_scale=(1.0,)).validated()
