@@ -230,8 +230,8 @@ def _source_cell_index(source_nb, failing_source: str, fallback: int) -> int:
 #: CPU figures are wall times on this project's 2-core machine (AMD EPYC, 24 GiB), from an empty cache:
 #: synthesis, training and all eight notebooks.
 EXPECTED_TIME: dict[str, str] = {
-    "smoke": "about 4-5 min on 2 CPU cores from an empty cache (251 s and 258 s measured idle, 444 s beside two busy "
-             "processes; a host with half these benchmark rates took 595 s); with --seeds 3 about 10 min (590 s)",
+    "smoke": "about 2-3 min on 2 CPU cores from an empty cache (138 s measured idle; a host with half these "
+             "benchmark rates takes about twice as long); with --seeds 3 about 6 min (348 s)",
     "paper-mini": "about 4 min on 2 CPU cores (242 s measured; DenseNet-161 at 64x64, two steps per model)",
     "paper": "within the plan's GPU-hours on one GPU (rxlib reproduce --profile paper --dry-run prices it)",
 }
