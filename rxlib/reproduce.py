@@ -504,11 +504,7 @@ def reproduce(
     if planned:
         _train_models(run_settings, planned, root, seed, seed_runs, log)
     run = _Run(profile, seed, root, figs, reps, items, order, log, len(plans))
-    tasks = [_Task(plan, parameters, run, number) for number, plan in enumerate(plans, 1)]
-    for extra in seed_runs:
-        log(f"extra seed {extra.seed}: {len(extra.plans)} notebook(s) on {extra.root} into {extra.reports}, each "
-            f"before the same notebook of the main seed (its lines start with 'seed {extra.seed}:')")
-        tasks += _seed_tasks(extra, parameters, items, order, log)
+    tasks = _all_tasks(plans, parameters, run, seed_runs, log)
     log(f"running {len(plans)} notebook(s) from {nb_dir} (profile={profile!r}, seed={seed}, data={root})")
     with _kernel_threads():
         _run_notebooks(_in_order(tasks, run), kernel_name, nb_dir, device)
@@ -587,6 +583,16 @@ def _train_models(run_settings, planned: Sequence[str], root: Path, seed: int, s
         jobs += [dataclasses.replace(job, label=f"{job.label} (seed {extra.seed})") for job in
                  planned_jobs(settings(run_settings.profile, extra.overrides), extra.notebooks, extra.root, extra.seed)]
     train_jobs(jobs, log=log)
+
+
+def _all_tasks(plans: Sequence[_Plan], parameters: dict, run: _Run, seed_runs: Sequence[_SeedRun], log) -> list[_Task]:
+    """The main seed's notebooks (recorded by ``run``) and every extra seed's (:func:`_seed_tasks`)."""
+    tasks = [_Task(plan, parameters, run, number) for number, plan in enumerate(plans, 1)]
+    for extra in seed_runs:
+        log(f"extra seed {extra.seed}: {len(extra.plans)} notebook(s) on {extra.root} into {extra.reports}, each "
+            f"before the same notebook of the main seed (its lines start with 'seed {extra.seed}:')")
+        tasks += _seed_tasks(extra, parameters, run.items, run.order, log)
+    return tasks
 
 
 def _seed_tasks(extra: _SeedRun, parameters: dict, items, order, log) -> list[_Task]:
