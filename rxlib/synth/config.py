@@ -374,7 +374,7 @@ PROFILES: dict[str, SynthConfig] = {
         n_plates=1, n_plate_groups=1, treatment_replicates=1, negative_control_wells=1, n_sites=2,
         treatment_strength=(0.25, 0.7), treatment_penetrance=(0.3, 0.7), positive_strength=(0.7, 1.2),
         positive_penetrance=0.8, density_jitter=0.3, photons_per_level=40.0, read_noise=0.3,
-        calibration_sites=4, texture=1.0, clustering=0.8, psf_sigma=2.0, haze=0.15,
+        calibration_sites=2, texture=1.0, clustering=0.8, psf_sigma=2.0, haze=0.15,
         # nuclei as large as Otsu + watershed finds them on the real sites (rxlib.data.realism)
         nucleus_scale=(0.78, 1.0, 0.92, 1.0),
         # HepG2 as crowded as Otsu + watershed counts the real pieces (442 nuclei per site, median of

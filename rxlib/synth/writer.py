@@ -10,7 +10,7 @@ import json
 import multiprocessing
 import re
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +102,10 @@ def site_files(out: Path, task: SiteTask) -> list[Path]:
 
 
 #: Reaches tried by the foreground calibration (:func:`rxlib.synth.render.spread_stain`).
-REACHES = tuple(float(r) for r in np.round(np.arange(-1.2, 0.81, 0.1), 2))
+REACHES = tuple(float(r) for r in np.round(np.arange(-1.2, 0.81, 0.2), 2))
+#: Sites per cell type the foreground fit images (spread over the design): as many as the realism table
+#: reads by default (its ``max_sites``), since the foreground varies from site to site (0.17-0.50 on RPE w2).
+SURVEY_SITES = 16
 #: A foreground fraction this close to the real one is good enough, as a share of the channel's real
 #: batch-to-batch difference (REAL_FOREGROUND_BATCH_SPREAD), and the smallest reach that gets there is
 #: taken: a stain no further from the real footprint than two real batches are from each other is left
@@ -110,7 +113,7 @@ REACHES = tuple(float(r) for r in np.round(np.arange(-1.2, 0.81, 0.1), 2))
 FOREGROUND_TOLERANCE = 0.75
 
 
-def calibrate(cfg: SynthConfig, seed: int, classes: list[ClassSpec]) -> dict[str, dict[str, Any]]:
+def calibrate(cfg: SynthConfig, seed: int, classes: list[ClassSpec], design: Design | None = None) -> dict[str, dict[str, Any]]:
     """Per cell type and channel: background, contrast exponent and scale matching real RxRx1 (and, with
     ``cfg.fit_foreground``, the stain's spread).
 
@@ -118,10 +121,10 @@ def calibrate(cfg: SynthConfig, seed: int, classes: list[ClassSpec]) -> dict[str
     ``background`` = the real 1st percentile, ``gamma`` chosen on a grid so that the coefficient of
     variation of the pixel values equals the real one (REAL_STD / REAL_MEAN), and ``scale`` so that
     the mean equals the real mean (REAL_MEAN), over ``calibration_sites`` clean negative-control
-    renders at unit gain. With ``fit_foreground`` the signal of w2-w6 first goes through
-    :func:`~rxlib.synth.render.spread_stain` with the reach (of :data:`REACHES`) whose calibrated image
-    has the Otsu foreground fraction nearest the real one (REAL_FOREGROUND; median over the sites),
-    and ``reach`` and ``level`` join the channel's entry.
+    renders at unit gain. With ``fit_foreground`` (which needs ``design``) the signal of w2-w6 first goes
+    through :func:`~rxlib.synth.render.spread_stain` with the reach of :data:`REACHES` chosen by
+    :func:`_fit_reach` on :data:`SURVEY_SITES` sites of the design itself, imaged as they will be, and
+    ``reach`` and ``level`` join the channel's entry.
     """
     negative = classes[cfg.negative_control_id]
     low, high = cfg.contrast_gamma
@@ -136,14 +139,12 @@ def calibrate(cfg: SynthConfig, seed: int, classes: list[ClassSpec]) -> dict[str
         entry = {"background": background, "gamma": np.ones(N_CHANNELS), "scale": np.ones(N_CHANNELS)}
         if cfg.fit_foreground:
             entry.update(reach=np.zeros(N_CHANNELS), level=np.zeros(N_CHANNELS))
-            # the camera noise of each calibration site, so that the foreground is measured as on a real image
-            noise = [stream_rng(seed, STREAM_CALIBRATION, ct_index, cfg.calibration_sites + i).standard_normal(
-                (2, cfg.image_size, cfg.image_size)).astype(np.float32) for i in range(cfg.calibration_sites)]
+            survey = _survey_sites(cfg, seed, classes, design, cell_type, ct_index)
         for c in range(N_CHANNELS):
             channel = [np.maximum(site.signal[c], 0.0).astype(np.float64) for site in sites]
             fit = _fit_contrast(channel, gammas, background[c], target[c], target_cv[c])
             if cfg.fit_foreground and c > 0:  # w1: the nuclei, calibrated by their size and number instead
-                fit = _fit_reach(channel, sites, noise, cfg, gammas, background[c], target[c], target_cv[c],
+                fit = _fit_reach(c, channel, sites, survey, cfg, gammas, background[c], target[c], target_cv[c],
                                  REAL_FOREGROUND[cell_type][c], FOREGROUND_TOLERANCE * REAL_FOREGROUND_BATCH_SPREAD[c])
                 entry["reach"][c], entry["level"][c] = fit[2], fit[3]
             entry["gamma"][c], entry["scale"][c] = fit[0], fit[1]
@@ -169,34 +170,69 @@ def _fit_contrast(channel: list[np.ndarray], gammas: np.ndarray, background: flo
     return gamma, scale
 
 
-def _fit_reach(channel: list[np.ndarray], sites: list[CleanSite], noise: list[np.ndarray], cfg: SynthConfig,
-               gammas: np.ndarray,
-               background: float, target: float, target_cv: float, foreground: float,
+@dataclass
+class _Survey:
+    """A site of the design as the foreground fit sees it: its clean signal, cell fill, camera settings and
+    camera noise (two standard-normal draws per pixel and channel)."""
+
+    clean: CleanSite
+    fill: np.ndarray
+    gain: np.ndarray
+    fields: np.ndarray
+    offset: np.ndarray
+    noise: np.ndarray
+
+
+def _survey_sites(cfg: SynthConfig, seed: int, classes: list[ClassSpec], design: Design | None, cell_type: str,
+                  ct_index: int) -> list[_Survey]:
+    """:data:`SURVEY_SITES` sites of ``cell_type`` spread over the design (its classes, experiments and
+    densities), rendered exactly as :func:`render_site` renders them."""
+    if design is None:
+        raise ValueError("fit_foreground calibrates on the design's own sites: pass design to calibrate()")
+    state = {"cfg": cfg, "seed": seed, "classes": classes, "experiments": design.experiments,
+             "plates": design.plates, "wells": design.wells}
+    tasks = [task for task in design.tasks if task.cell_type == cell_type]
+    chosen = np.unique(np.linspace(0, len(tasks) - 1, min(SURVEY_SITES, len(tasks))).round().astype(int))
+    out = []
+    for i in chosen:
+        clean, _ = _clean_site(state, tasks[i])
+        noise = stream_rng(seed, STREAM_CALIBRATION, ct_index, 1000 + int(i)).standard_normal(
+            (2, N_CHANNELS, cfg.image_size, cfg.image_size)).astype(np.float32)
+        out.append(_Survey(clean, cell_fill(clean.labels, cfg.psf_sigma), *_camera_settings(state, tasks[i]), noise))
+    return out
+
+
+def _fit_reach(c: int, channel: list[np.ndarray], sites: list[CleanSite], survey: list[_Survey], cfg: SynthConfig,
+               gammas: np.ndarray, background: float, target: float, target_cv: float, foreground: float,
                tolerance: float) -> tuple[float, float, float, float]:
-    """(gamma, scale, reach, level): the smallest reach of :data:`REACHES` whose calibrated image has an
-    Otsu foreground fraction (median over the sites) within ``tolerance`` of ``foreground``; if none,
-    the one nearest it (the smaller reach on a tie)."""
+    """(gamma, scale, reach, level) of channel ``c``: the smallest reach of :data:`REACHES` whose images of
+    the ``survey`` sites have an Otsu foreground fraction (median over them) within ``tolerance`` of
+    ``foreground``; if none, the one nearest it (the smaller reach on a tie). Gamma and scale are fitted
+    for each reach on the negative-control renders (``channel``, ``sites``), as :func:`calibrate` does."""
     from rxlib.segmentation import otsu_foreground
 
     fills = [cell_fill(site.labels, cfg.psf_sigma) for site in sites]
-    inside = np.concatenate([c[s.labels > 0] for c, s in zip(channel, sites)])
+    inside = np.concatenate([x[site.labels > 0] for x, site in zip(channel, sites)])
     level = float(inside.mean()) if inside.size else 0.0
     best = (np.inf, 0.0, 0.0, 0.0, 0.0)
     for reach in REACHES:
-        spread = [spread_stain(c, fill, reach, level) for c, fill in zip(channel, fills)]
-        gamma, scale = _fit_contrast([s[::4, ::4] for s in spread], gammas, background, target, target_cv)
-        fraction = float(np.median([otsu_foreground(_camera(background + scale * s ** gamma, z, cfg)).mean()
-                                    for s, z in zip(spread, noise)]))
+        spread = [spread_stain(x, fill, reach, level) for x, fill in zip(channel, fills)]
+        gamma, scale = _fit_contrast([x[::4, ::4] for x in spread], gammas, background, target, target_cv)
+        fraction = float(np.median([otsu_foreground(_camera(site, c, reach, level, background, scale, gamma, cfg)).mean()
+                                    for site in survey]))
         miss = (max(round(abs(fraction - foreground), 3), tolerance), abs(reach))
         if miss < best[:2]:
             best = (*miss, gamma, scale, reach)
     return best[2], best[3], best[4], level
 
 
-def _camera(value: np.ndarray, z: np.ndarray, cfg: SynthConfig) -> np.ndarray:
-    """A calibration image at unit gain as :func:`~rxlib.synth.render.acquire` records it: shot and read
-    noise (``z``: two standard-normal draws per pixel), rounded to 8 bits."""
-    noisy = value + np.sqrt(np.maximum(value, 0.0) / cfg.photons_per_level) * z[0] + cfg.read_noise * z[1]
+def _camera(site: _Survey, c: int, reach: float, level: float, background: float, scale: float, gamma: float,
+            cfg: SynthConfig) -> np.ndarray:
+    """Channel ``c`` of a survey site as :func:`~rxlib.synth.render.acquire` records it with these settings:
+    gain, illumination, offset, shot and read noise, rounded to 8 bits (no cue)."""
+    signal = np.maximum(spread_stain(site.clean.signal[c], site.fill, reach, level), 0.0)
+    value = np.maximum(site.gain[c] * site.fields[c] * (background + scale * signal ** gamma) + site.offset[c], 0.0)
+    noisy = value + np.sqrt(value / cfg.photons_per_level) * site.noise[0, c] + cfg.read_noise * site.noise[1, c]
     return np.clip(np.rint(noisy), 0, 255)
 
 
@@ -233,14 +269,17 @@ def _render_clean(rng: np.random.Generator, cfg: SynthConfig, cell_type: str, sp
     return clean
 
 
-def render_site(state: dict[str, Any], task: SiteTask) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Images (6, S, S) uint8, cell labels uint16, phenotype mask uint8 (0/255) and the cell count."""
+def _clean_site(state: dict[str, Any], task: SiteTask) -> tuple[CleanSite, np.random.Generator]:
+    """A site's cells through the optics, and its generator (whose next draws are the camera's)."""
     cfg: SynthConfig = state["cfg"]
-    seed = state["seed"]
-    rng = stream_rng(seed, STREAM_SITE, task.experiment_index, task.plate, task.well_index, task.site)
+    rng = stream_rng(state["seed"], STREAM_SITE, task.experiment_index, task.plate, task.well_index, task.site)
     density = _density(rng, cfg)
-    spec = state["classes"][task.class_id]
-    clean = _render_clean(rng, cfg, task.cell_type, spec, density)
+    return _render_clean(rng, cfg, task.cell_type, state["classes"][task.class_id], density), rng
+
+
+def _camera_settings(state: dict[str, Any], task: SiteTask) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A site's per-channel gain, illumination fields (6, S, S) and offset."""
+    cfg: SynthConfig = state["cfg"]
     exp = state["experiments"][task.experiment]
     plate = state["plates"][f"{task.experiment}_{task.plate}"]
     well = state["wells"][f"{task.experiment}_{task.plate}_{task.well}"]
@@ -248,6 +287,14 @@ def render_site(state: dict[str, Any], task: SiteTask) -> tuple[np.ndarray, np.n
     fields = np.stack([
         illumination_field(cfg.image_size, exp["vignette"][c], exp["illumination_centre"][c], plate["tilt"][c])
         for c in range(N_CHANNELS)])
+    return gain, fields, np.asarray(exp["offset"])
+
+
+def render_site(state: dict[str, Any], task: SiteTask) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Images (6, S, S) uint8, cell labels uint16, phenotype mask uint8 (0/255) and the cell count."""
+    cfg: SynthConfig = state["cfg"]
+    clean, rng = _clean_site(state, task)
+    gain, fields, offset = _camera_settings(state, task)
     calib = state["calibration"][task.cell_type]
     if "reach" in calib:  # the realistic profile's foreground calibration
         fill = cell_fill(clean.labels, cfg.psf_sigma)
@@ -258,8 +305,8 @@ def render_site(state: dict[str, Any], task: SiteTask) -> tuple[np.ndarray, np.n
         ranks = state["class_ranks"]
         cue = cfg.cue_amplitude * cue_pattern(cfg.image_size, ranks[task.class_id], len(ranks))
     images = acquire(rng, clean, np.asarray(calib["background"]), np.asarray(calib["scale"]),
-                     np.asarray(calib["gamma"]), gain,
-                     np.asarray(exp["offset"]), fields, cfg.photons_per_level, cfg.read_noise, cue, cfg.cue_channel)
+                     np.asarray(calib["gamma"]), gain, offset, fields, cfg.photons_per_level, cfg.read_noise, cue,
+                     cfg.cue_channel)
     return images, clean.labels, clean.phenotype.astype(np.uint8) * 255, clean.n_cells
 
 
@@ -517,7 +564,7 @@ def _generate_locked(folder: OutputFolder, identity: dict[str, Any], cfg: SynthC
 
     folder.remove_partial()
     design = build_design(cfg, seed)
-    calibration = calibrate(cfg, seed, design.classes)
+    calibration = calibrate(cfg, seed, design.classes, design)
     params = {
         **identity,
         "image_size": cfg.image_size,

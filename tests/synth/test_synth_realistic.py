@@ -110,7 +110,10 @@ def test_foreground_calibration_is_recorded_for_realistic_and_leaves_other_profi
 
     small = dataclasses.replace(PROFILES["realistic"], image_size=128, cell_scale=0.5, calibration_sites=1,
                                 experiments=(("U2OS", 1, 0),))
-    entry = calibrate(small, 0, build_design(small, 0).classes)["U2OS"]
+    design = build_design(small, 0)
+    with pytest.raises(ValueError, match="pass design"):
+        calibrate(small, 0, design.classes)  # the fit images the design's own sites
+    entry = calibrate(small, 0, design.classes, design)["U2OS"]
     assert entry["reach"][0] == 0.0  # w1: the nuclei keep their calibrated size and number
     assert all(r in REACHES for r in entry["reach"]) and all(level > 0 for level in entry["level"][1:])
     assert entry["target_foreground"] == list(REAL_FOREGROUND["U2OS"])
