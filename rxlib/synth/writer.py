@@ -107,9 +107,9 @@ REACHES = tuple(float(r) for r in np.round(np.arange(-1.2, 0.81, 0.2), 2))
 #: reads by default (its ``max_sites``), since the foreground varies from site to site (0.17-0.50 on RPE w2).
 SURVEY_SITES = 16
 #: A foreground fraction this close to the real one is good enough, as a share of the channel's real
-#: batch-to-batch difference (REAL_FOREGROUND_BATCH_SPREAD), and the smallest reach that gets there is
-#: taken: a stain no further from the real footprint than two real batches are from each other is left
-#: as drawn, and any other changes least (the realism table scores its texture too).
+#: batch-to-batch difference (REAL_FOREGROUND_BATCH_SPREAD, the realism table's threshold): a margin
+#: inside the threshold. The smallest reach that gets there is taken, so a stain already that close is
+#: left as drawn and any other changes least (the realism table scores its texture too).
 FOREGROUND_TOLERANCE = 0.75
 
 
