@@ -697,9 +697,12 @@ def _execute_in_helper(plan: _Plan, parameters: dict, kernel_name: str | None, c
         with helpers.borrow() as helper:
             result = helper.run(job, on_line)
     except HelperDied as exc:
-        raise NotebookExecutionError(f"notebook {plan.source.name} could not be executed: {exc}") from exc
-    if result.get("error"):
-        raise NotebookExecutionError(result["error"])
+        raise NotebookExecutionError(f"notebook {plan.source.name} could not be executed ({plan.executed}): "
+                                     f"{exc}") from exc
+    error = result.get("error")
+    if error:  # _execute's own errors name the notebook; any other is named here (with its seed's folder)
+        raise NotebookExecutionError(error if error.startswith(f"notebook {plan.source.name} ") else
+                                     f"notebook {plan.source.name} could not be executed ({plan.executed}): {error}")
 
 
 def _serve_notebook(job: dict) -> dict:
@@ -765,8 +768,15 @@ def _run_notebooks(tasks: Sequence[_Task], kernel_name: str | None, nb_dir: Path
                                      task.run.log)
                 running[future] = (task, time.time(), time.perf_counter())
             if not running:
+                if queue and failure is None:  # cannot happen with _in_order's tasks; never end silently
+                    raise ReproduceError(f"notebooks waiting for notebooks that never ran: "
+                                         f"{', '.join(str(t.plan.executed) for t in queue)}")
                 break
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            try:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            except (KeyboardInterrupt, SystemExit):  # Ctrl-C: the running notebooks end now
+                helpers.kill()
+                raise
             for future in sorted(finished, key=lambda f: position[id(running[f][0])]):
                 task, started_wall, started = running.pop(future)
                 try:

@@ -261,3 +261,23 @@ def test_extra_seeds_run_first_and_the_main_seed_pools_their_verdicts(dirs):
     lines.clear()
     run(dirs, profile="cpu", seed=3, seeds=3, dry_run=True, log=lines.append)
     assert any(line.startswith("extra seeds 4, 5 first: 03_losses again") for line in lines)
+
+
+def test_a_main_seed_notebook_waits_for_every_extra_seeds_notebook_of_its_name_and_no_other(tmp_path):
+    from rxlib.reproduce import _in_order, _Plan, _Run, _Task
+
+    def run_of(seed):
+        return _Run("cpu", seed, tmp_path, tmp_path, tmp_path / str(seed), (), [], print, 2)
+
+    def task(run, name, number):
+        where = run.reps / f"{name}.ipynb"
+        return _Task(_Plan(where, where, where, where), {}, run, number)
+
+    main, one, two = run_of(0), run_of(1), run_of(2)
+    tasks = [task(main, "01_alpha", 1), task(main, "03_losses", 2), task(one, "03_losses", 1), task(two, "03_losses", 1)]
+    ordered = _in_order(tasks, main)
+    assert [(t.run.seed, t.plan.name) for t in ordered] == [(1, "03_losses"), (2, "03_losses"), (0, "01_alpha"),
+                                                            (0, "03_losses")]
+    waits = {(t.run.seed, t.plan.name): set(t.after) for t in ordered}
+    assert waits[(0, "03_losses")] == {one.reps / "03_losses.ipynb", two.reps / "03_losses.ipynb"}
+    assert waits[(0, "01_alpha")] == set() and waits[(1, "03_losses")] == set()

@@ -21,8 +21,8 @@ Why processes with one thread each, rather than one process with a thread per co
   the ones its worker trained before.
 
 Workers: ``RXLIB_WORKERS`` if set, else one per usable core (:func:`usable_cores`), never more than
-there are models; on a GPU one (the models then train one after another, each process returning the
-GPU's memory when it ends).
+there are models; on a GPU one (the models then train one after another, each in its own process, which
+returns the GPU's memory when it ends: helpers are not reused there).
 """
 from __future__ import annotations
 
@@ -230,24 +230,36 @@ def train_jobs(jobs: Sequence[Job], *, workers: int | None = None, log: Callable
         + ", ".join(job.label for job in jobs))
     started = time.perf_counter()
     results: dict[str, dict] = {}
-    with HelperPool("rxlib.train") as helpers, ThreadPoolExecutor(max_workers=workers) as pool:
-        # each thread waits on one training helper
+    with HelperPool("rxlib.train", reuse=device.startswith("cpu")) as helpers, \
+            ThreadPoolExecutor(max_workers=workers) as pool:  # each thread waits on one training helper
         longest_first = sorted(jobs, key=lambda job: -_cost(job))  # the long main model must not start last
         futures = {pool.submit(_train_job, job, helpers): job for job in longest_first}
-        pending, seen = set(futures), {}
-        while pending:
-            finished, pending = wait(pending, timeout=PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
-            for future in pending:
-                _report_epochs(futures[future], seen, log)
-            for future in finished:
-                job = futures[future]
-                error = future.exception()
-                if error is not None:
-                    for other in pending:
-                        other.cancel()
-                    raise error
-                results[job.key] = summary = future.result()
-                heads = ", ".join(f"{head[4:]} {summary[head]:.3f}" for head in ("acc_softmax", "acc_arc") if head in summary)
-                log(f"  trained {job.label} in {summary['seconds']:.0f} s (held-out top-1: {heads}) "
-                    f"[{len(results)}/{len(jobs)}, {time.perf_counter() - started:.0f} s]")
+        try:
+            _follow(futures, jobs, results, started, log)
+        except (KeyboardInterrupt, SystemExit):  # Ctrl-C: nothing more starts, the running trainings end now
+            for future in futures:
+                future.cancel()
+            helpers.kill()
+            raise
     return results
+
+
+def _follow(futures: dict, jobs: Sequence[Job], results: dict, started: float, log: Callable[[str], None]) -> None:
+    """Report the running jobs' epochs and each finished job; on the first failure cancel the jobs not yet
+    started and raise it (running ones finish)."""
+    pending, seen = set(futures), {}
+    while pending:
+        finished, pending = wait(pending, timeout=PROGRESS_EVERY_S, return_when=FIRST_COMPLETED)
+        for future in pending:
+            _report_epochs(futures[future], seen, log)
+        for future in finished:
+            job = futures[future]
+            error = future.exception()
+            if error is not None:
+                for other in pending:
+                    other.cancel()
+                raise error
+            results[job.key] = summary = future.result()
+            heads = ", ".join(f"{head[4:]} {summary[head]:.3f}" for head in ("acc_softmax", "acc_arc") if head in summary)
+            log(f"  trained {job.label} in {summary['seconds']:.0f} s (held-out top-1: {heads}) "
+                f"[{len(results)}/{len(jobs)}, {time.perf_counter() - started:.0f} s]")
