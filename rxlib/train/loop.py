@@ -752,7 +752,9 @@ def train(
         save_checkpoint(model_path, training.model_state(config, completed))
     distributed.barrier()  # every rank returns once rank 0's files are complete
     history = pd.DataFrame(records, columns=list(HISTORY_COLUMNS))
-    return TrainResult(training.model, history, out_dir, checkpoint, model_path, completed)
+    # handed on in the default memory format, as the registry loads it from model.pt (channels-last only trains faster)
+    model = training.model.to(memory_format=torch.contiguous_format)
+    return TrainResult(model, history, out_dir, checkpoint, model_path, completed)
 
 
 @contextlib.contextmanager

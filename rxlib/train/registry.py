@@ -79,7 +79,13 @@ def data_fingerprint(data_root: str | os.PathLike) -> str:
 def model_key(config: RunConfig, data_root: str | os.PathLike) -> str:
     """The registry key: 16 hex digits over the resolved config's identity and the data fingerprint."""
     resolved = config.resolved(data_root)
-    text = json.dumps({"config": resolved.identity(), "data": data_fingerprint(data_root)}, sort_keys=True, default=str)
+    identity = {"config": resolved.identity(), "data": data_fingerprint(data_root)}
+    train = resolved.train
+    if train.get("channels_last", True) and not str(train.get("device", "cpu")).startswith("cuda"):
+        # channels-last took effect on the CPU only from 2026-12-02 (it changes the floats): models trained
+        # before under the same settings were trained in the default format, so they get other keys
+        identity["cpu_memory_format"] = "channels_last"
+    text = json.dumps(identity, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

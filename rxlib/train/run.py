@@ -30,8 +30,6 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-
 from rxlib.io import RxRx1DataError, atomic_path, write_csv
 from rxlib.profiles import RunConfig, check_device, load_config, training_threads
 from rxlib.train import distributed
@@ -100,9 +98,7 @@ def _evaluate(result: TrainResult, config: RunConfig, folder: Path, held_out) ->
     """Held-out predictions and their tables, written to ``folder``; the model moved to the CPU."""
     # predictions on the training device with its autocast; the model handed to notebooks lives on the CPU
     predictions = held_out_predictions(result.model, held_out, config.train_config())
-    # on the CPU in the default memory format, as the registry loads it from model.pt (channels-last only trains faster)
-    model = result.model.cpu().to(memory_format=torch.contiguous_format).eval()
-    trained = TrainedModel(model, config, folder, result.history, predictions, True)
+    trained = TrainedModel(result.model.cpu().eval(), config, folder, result.history, predictions, True)
     write_csv(folder / "accuracy.csv", trained.accuracy)
     write_csv(folder / "controls.csv", trained.controls)
     write_csv(folder / "predictions.csv", predictions)  # last: its presence marks a complete run
