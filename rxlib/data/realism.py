@@ -5,7 +5,7 @@ Metrics, per cell type and channel (``w1``..``w6``; the nucleus metrics on w1 on
 
 ``intensity``
     Wasserstein distance between the per-pixel values (every 4th pixel in each direction of every
-    site), divided by the standard deviation of both sides' values pooled: unit-free, 0 for equal
+    site), divided by the smaller of the two sides' standard deviations: unit-free, 0 for equal
     histograms, and the same statistic for synthetic vs real as for the real batch-to-batch
     distances that set the threshold (:func:`normalised_wasserstein`).
 ``foreground``
@@ -21,8 +21,7 @@ Metrics, per cell type and channel (``w1``..``w6``; the nucleus metrics on w1 on
 ``nucleus_area``
     |log ratio| of the median nucleus area (pixels, scaled to a 512x512 field).
 ``nucleus_area_distribution``
-    Wasserstein distance between the nucleus areas, divided by the standard deviation of both sides'
-    areas pooled (as ``intensity``).
+    Wasserstein distance between the nucleus areas, normalised as ``intensity``.
 
 Thresholds (:func:`realism_thresholds`) are computed, never typed: for each cell type of the real
 data the same metric is computed between its real batches (its experiments where it has two or
@@ -155,11 +154,14 @@ def measure(root: str | Path, *, max_sites: int | None = None, batch_by: str = "
 
 
 def normalised_wasserstein(a: np.ndarray, b: np.ndarray) -> float:
-    """Wasserstein distance between two samples over the standard deviation of both pooled: unit-free and
-    symmetric, so that a synthetic-vs-real distance and a real batch-to-batch distance (its threshold)
-    are the same statistic. (Dividing by one side's spread alone made a cell type with one tight real
-    experiment look further from a synthetic set than the same shift between two real batches.)"""
-    return float(wasserstein_distance(a, b) / max(float(np.concatenate([a, b]).std()), 1e-9))
+    """Wasserstein distance between two samples in units of the smaller of their two standard deviations:
+    unit-free and symmetric, so that a synthetic-vs-real distance and a real batch-to-batch distance (its
+    threshold) are the same statistic, and it grows both with a shift and with one side far wider than
+    the other. (Dividing by the real side's spread alone made the two differ; the spread of both samples
+    pooled grew with the shift itself, capping the distance near 2; the root mean square of the two
+    spreads hid a synthetic side ten times too wide.)"""
+    spread = min(float(np.std(a)), float(np.std(b)))
+    return float(wasserstein_distance(a, b) / max(spread, 1e-9))
 
 
 def _log_ratio(a: float, b: float) -> float:

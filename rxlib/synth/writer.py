@@ -102,7 +102,7 @@ def site_files(out: Path, task: SiteTask) -> list[Path]:
 
 
 #: Reaches tried by the foreground calibration (:func:`rxlib.synth.render.spread_stain`).
-REACHES = tuple(float(r) for r in np.round(np.arange(-1.2, 0.81, 0.2), 2))
+REACHES = tuple(float(r) + 0.0 for r in np.round(np.arange(-1.2, 0.81, 0.2), 2))  # + 0.0: no -0.0 in params.json
 #: Sites per cell type the foreground fit images (spread over the design): as many as the realism table
 #: reads by default (its ``max_sites``), since the foreground varies from site to site (0.17-0.50 on RPE w2).
 SURVEY_SITES = 16
@@ -150,7 +150,8 @@ def calibrate(cfg: SynthConfig, seed: int, classes: list[ClassSpec], design: Des
             entry["gamma"][c], entry["scale"][c] = fit[0], fit[1]
         out[cell_type] = {name: [round(float(v), 5) for v in values] for name, values in entry.items()}
         out[cell_type].update(target_mean=list(target), target_std=list(REAL_STD[cell_type]),
-                              target_nuclei_per_512_field=REAL_NUCLEI_PER_FIELD[cell_type])
+                              target_nuclei_per_512_field=REAL_NUCLEI_PER_FIELD[cell_type]
+                              * cfg.density_scale[CELL_TYPES.index(cell_type)])
         if cfg.fit_foreground:
             out[cell_type]["target_foreground"] = list(REAL_FOREGROUND[cell_type])
     return out
