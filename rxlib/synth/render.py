@@ -606,11 +606,22 @@ def acquire(rng: np.random.Generator, clean: CleanSite, background: np.ndarray, 
     """
     size = clean.labels.shape[0]
     z = rng.standard_normal((2, N_CHANNELS, size, size)).astype(np.float32)
-    powered = np.maximum(clean.signal, 0.0) ** gamma.astype(np.float32)[:, None, None]
-    value = (gain[:, None, None] * fields * (background[:, None, None] + scale[:, None, None] * powered)
-             + offset[:, None, None]).astype(np.float32)
+    value = expose(clean.signal, gamma.astype(np.float32)[:, None, None], background[:, None, None],
+                   scale[:, None, None], gain[:, None, None], fields, offset[:, None, None]).astype(np.float32)
     if cue is not None:
         value[cue_channel - 1] += np.where(clean.labels == 0, cue, 0.0).astype(np.float32)
+    return record(value, z, photons_per_level, read_noise)
+
+
+def expose(signal: np.ndarray, gamma, background, scale, gain, field, offset) -> np.ndarray:
+    """The grey level the camera expects: ``gain * field * (background + scale * signal ** gamma) + offset``
+    (per-channel values as scalars or shaped to broadcast over the images)."""
+    return gain * field * (background + scale * np.maximum(signal, 0.0) ** gamma) + offset
+
+
+def record(value: np.ndarray, z: np.ndarray, photons_per_level: float, read_noise: float) -> np.ndarray:
+    """The camera's 8-bit reading of ``value``: shot noise of variance ``value / photons_per_level`` and
+    Gaussian read noise (``z``: two standard-normal draws per pixel), rounded and clipped to 0..255."""
     value = np.maximum(value, 0.0)
     noisy = value + np.sqrt(value / photons_per_level) * z[0] + read_noise * z[1]
     return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)

@@ -55,8 +55,10 @@ from rxlib.synth.render import (
     acquire,
     cell_fill,
     cue_pattern,
+    expose,
     illumination_field,
     optics,
+    record,
     render_cells,
     spread_stain,
 )
@@ -142,11 +144,12 @@ def calibrate(cfg: SynthConfig, seed: int, classes: list[ClassSpec], design: Des
             survey = _survey_sites(cfg, seed, classes, design, cell_type, ct_index)
         for c in range(N_CHANNELS):
             channel = [np.maximum(site.signal[c], 0.0).astype(np.float64) for site in sites]
-            fit = _fit_contrast(channel, gammas, background[c], target[c], target_cv[c])
             if cfg.fit_foreground and c > 0:  # w1: the nuclei, calibrated by their size and number instead
                 fit = _fit_reach(c, channel, sites, survey, cfg, gammas, background[c], target[c], target_cv[c],
                                  REAL_FOREGROUND[cell_type][c], FOREGROUND_TOLERANCE * REAL_FOREGROUND_BATCH_SPREAD[c])
                 entry["reach"][c], entry["level"][c] = fit[2], fit[3]
+            else:
+                fit = _fit_contrast(channel, gammas, background[c], target[c], target_cv[c])
             entry["gamma"][c], entry["scale"][c] = fit[0], fit[1]
         out[cell_type] = {name: [round(float(v), 5) for v in values] for name, values in entry.items()}
         out[cell_type].update(target_mean=list(target), target_std=list(REAL_STD[cell_type]),
@@ -231,10 +234,9 @@ def _camera(site: _Survey, c: int, reach: float, level: float, background: float
             cfg: SynthConfig) -> np.ndarray:
     """Channel ``c`` of a survey site as :func:`~rxlib.synth.render.acquire` records it with these settings:
     gain, illumination, offset, shot and read noise, rounded to 8 bits (no cue)."""
-    signal = np.maximum(spread_stain(site.clean.signal[c], site.fill, reach, level), 0.0)
-    value = np.maximum(site.gain[c] * site.fields[c] * (background + scale * signal ** gamma) + site.offset[c], 0.0)
-    noisy = value + np.sqrt(value / cfg.photons_per_level) * site.noise[0, c] + cfg.read_noise * site.noise[1, c]
-    return np.clip(np.rint(noisy), 0, 255)
+    signal = spread_stain(site.clean.signal[c], site.fill, reach, level)
+    value = expose(signal, gamma, background, scale, site.gain[c], site.fields[c], site.offset[c])
+    return record(value, site.noise[:, c], cfg.photons_per_level, cfg.read_noise)
 
 
 # ---------------------------------------------------------------------------------------------
