@@ -100,21 +100,17 @@ class Helper:
             self._process = None
 
     def close(self) -> None:
-        """End the helper (it finishes the job it has, then sees its input close)."""
-        if self._process is None and self._stderr is not None:
+        """End the helper: it finishes the job it has, then sees its input close (killed after 30 s)."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.stdin.close()
+            try:
+                self._process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass  # kill() below ends it
+        self.kill()
+        if self._stderr is not None:
             self._stderr.close()
             self._stderr = None
-        if self._process is not None:
-            if self._process.poll() is None:
-                self._process.stdin.close()
-                try:
-                    self._process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    self._process.kill()
-                    self._process.wait()
-            self._stderr.close()
-            self._stderr = None
-            self._process = None
 
 
 def _result_of(line: str, number: int) -> dict | None:
