@@ -797,18 +797,17 @@ def predict(model: RxNet, dataset: Dataset, batch_size: int = 32, device: str | 
     home = next(model.parameters()).device
     device = home if device is None else torch.device(device)
     use_cuda = device.type == "cuda"
-    to_channels_last = channels_last
-    memory_format = _memory_format(model) if to_channels_last else None
+    memory_format = _memory_format(model) if channels_last else None
     was_training = model.training
     model.eval()
     model.to(device)
-    if to_channels_last:
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     parts: dict[str, list] = {k: [] for k in ("embedding", "logits", "cosine", "label", "index")}
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=num_workers, pin_memory=use_cuda)
     try:
         for batch in tqdm(loader, desc="predict", leave=False, disable=not progress):
-            images, cell_type, _ = _to_device(batch, device, to_channels_last)
+            images, cell_type, _ = _to_device(batch, device, channels_last)
             with autocast(device, amp_dtype):
                 out = model(images, cell_type)
             for key in ("embedding", "logits", "cosine"):
