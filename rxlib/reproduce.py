@@ -1,7 +1,8 @@
 """Regenerate every figure and table: run the notebooks with papermill and record what they wrote.
 
 One call, :func:`reproduce`, runs the notebooks found in ``notebooks/`` (``NN_name.ipynb``, in ``NN``
-order), each in a fresh kernel with the parameters ``profile``, ``data_root``, ``seed``, ``figures_dir``
+order), each in a kernel of its own (on the CPU a kernel reused from notebook to notebook and reset in
+between, :mod:`rxlib.kernels`) with the parameters ``profile``, ``data_root``, ``seed``, ``figures_dir``
 and ``reports_dir`` injected after its ``parameters`` cell. For each notebook it writes to the reports
 folder:
 
@@ -41,6 +42,7 @@ import pandas as pd
 
 from rxlib import config, manifest
 from rxlib.io import atomic_path, write_csv
+from rxlib.kernels import FRESH_VARIABLE
 
 #: Columns of ``reports/manifest.csv``.
 MANIFEST_COLUMNS: tuple[str, ...] = ("item", "notebook", "file", "bytes", "sha256")
@@ -280,9 +282,11 @@ def _progress_engine() -> str:
     return "rxlib-progress"
 
 
-def _execute(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path, *, progress: bool = False) -> None:
+def _execute(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path, *, progress: bool = False,
+             kernel=None) -> None:
     """Execute ``plan.source`` into ``plan.executed`` via a temporary file; keep a failed copy. With
-    ``progress``, print a :data:`_PROGRESS` line as the notebook enters each section."""
+    ``progress``, print a :data:`_PROGRESS` line as the notebook enters each section. ``kernel``: a running
+    kernel's manager to execute in (:mod:`rxlib.kernels`); None starts a fresh kernel and ends it after."""
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
 
@@ -292,7 +296,7 @@ def _execute(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path, 
         pm.execute_notebook(
             str(plan.source), str(tmp), parameters=parameters, kernel_name=kernel_name,
             cwd=str(cwd), progress_bar=False, log_output=False,
-            engine_name=_progress_engine() if progress else None,
+            engine_name=_progress_engine() if progress else None, **({"km": kernel} if kernel is not None else {}),
         )
     except PapermillExecutionError as exc:
         kept = _keep_failed(tmp, plan.failed)
@@ -670,19 +674,29 @@ class _Run:
 
 
 def _execute_and_render(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path, *,
-                        progress: bool = False) -> None:
-    """Execute one notebook and write its HTML (what a notebook helper does for each job)."""
-    _execute(plan, parameters, kernel_name, cwd, progress=progress)
+                        progress: bool = False, keep_kernel: bool = False) -> None:
+    """Execute one notebook and write its HTML (what a notebook helper does for each job). With
+    ``keep_kernel``, in the kernel this process keeps (:mod:`rxlib.kernels`), reset for the next notebook
+    afterwards, or ended if the notebook failed."""
+    from rxlib import kernels
+
+    kernel = kernels.kept(kernel_name or kernels.notebook_kernel(plan.source), cwd) if keep_kernel else None
+    try:
+        _execute(plan, parameters, kernel_name, cwd, progress=progress, kernel=kernel)
+    except BaseException:
+        kernels.discard()
+        raise
+    kernels.reset()
     _write_html(plan.executed, plan.html)
 
 
 def _execute_in_helper(plan: _Plan, parameters: dict, kernel_name: str | None, cwd: Path, helpers,
-                      log: Callable[[str], None] | None = None) -> None:
+                      log: Callable[[str], None] | None = None, keep_kernel: bool = False) -> None:
     """:func:`_execute_and_render` in a notebook helper of ``helpers`` (``python -m rxlib.reproduce --serve``,
     :mod:`rxlib.workers`), so that notebooks run side by side (the caller's threads only wait), nothing of
     the caller's ``__main__`` is needed and papermill and nbconvert are imported once per helper, not once
-    per notebook; each notebook still gets a fresh kernel. Each section the notebook enters is passed to
-    ``log`` as it happens (``  07_gradcam: <heading> (cell 5/19, 12 s)``); the kernel's own console noise
+    per notebook; with ``keep_kernel`` the helper's kernel is also reused (:mod:`rxlib.kernels`). Each section
+    the notebook enters is passed to ``log`` as it happens (``  07_gradcam: <heading> (cell 5/19, 12 s)``); the kernel's own console noise
     stays in the helper; a failure comes back as the :class:`NotebookExecutionError` it raised."""
     from rxlib.workers import HelperDied
 
@@ -692,7 +706,7 @@ def _execute_in_helper(plan: _Plan, parameters: dict, kernel_name: str | None, c
             log(f"    {plan.name}: {step['heading']} (cell {step['cell']}/{step['cells']}, {step['seconds']:.0f} s)")
 
     job = {"plan": {k: str(v) for k, v in dataclasses.asdict(plan).items()}, "parameters": parameters,
-           "kernel_name": kernel_name, "cwd": str(cwd)}
+           "kernel_name": kernel_name, "cwd": str(cwd), "keep_kernel": keep_kernel}
     try:
         with helpers.borrow() as helper:
             result = helper.run(job, on_line)
@@ -708,7 +722,8 @@ def _execute_in_helper(plan: _Plan, parameters: dict, kernel_name: str | None, c
 def _serve_notebook(job: dict) -> dict:
     """One job of ``python -m rxlib.reproduce --serve``: run one notebook and write its HTML."""
     plan = _Plan(**{k: Path(v) for k, v in job["plan"].items()})
-    _execute_and_render(plan, job["parameters"], job["kernel_name"], Path(job["cwd"]), progress=True)
+    _execute_and_render(plan, job["parameters"], job["kernel_name"], Path(job["cwd"]), progress=True,
+                        keep_kernel=job.get("keep_kernel", False))
     return {}
 
 
@@ -740,7 +755,9 @@ def _in_order(tasks: Sequence[_Task], main: _Run) -> list[_Task]:
 
 def _run_notebooks(tasks: Sequence[_Task], kernel_name: str | None, nb_dir: Path, device: str) -> None:
     """Execute ``tasks`` several at a time (:func:`rxlib.train.pool.worker_count`: one per usable core on
-    the CPU, one on a GPU), each in a helper process and its own kernel (:func:`_execute_in_helper`), each
+    the CPU, one on a GPU), each in a helper process (:func:`_execute_in_helper`) whose kernel runs one
+    notebook after another on the CPU (reset in between, :mod:`rxlib.kernels`; ``RXLIB_FRESH_KERNELS=1``
+    or a GPU: a fresh kernel per notebook), each
     as soon as a worker is free and what it waits for is complete, in the order given; record each as it
     finishes, in the parent alone (so each manifest.csv and run_log.csv has one writer). Their models are
     trained before (:mod:`rxlib.train.pool`), so no two notebooks train the same model. After a failure no
@@ -751,6 +768,9 @@ def _run_notebooks(tasks: Sequence[_Task], kernel_name: str | None, nb_dir: Path
     from rxlib.workers import HelperPool
 
     workers = worker_count(len(tasks), device)
+    # on the CPU each helper keeps its kernel from one notebook to the next (rxlib.kernels); on a GPU a fresh
+    # kernel per notebook returns the GPU's memory when the notebook ends
+    keep_kernel = str(device).startswith("cpu") and os.environ.get(FRESH_VARIABLE, "") not in ("1", "true", "yes")
     position = {id(task): i for i, task in enumerate(tasks)}
     complete: set[Path] = set()
     failure: BaseException | None = None
@@ -765,7 +785,7 @@ def _run_notebooks(tasks: Sequence[_Task], kernel_name: str | None, nb_dir: Path
                 queue.remove(task)
                 task.run.log(f"[{task.number}/{task.run.total}] {task.plan.name} ...")
                 future = pool.submit(_execute_in_helper, task.plan, task.parameters, kernel_name, nb_dir, helpers,
-                                     task.run.log)
+                                     task.run.log, keep_kernel)
                 running[future] = (task, time.time(), time.perf_counter())
             if not running:
                 if queue and failure is None:  # cannot happen with _in_order's tasks; never end silently

@@ -281,3 +281,21 @@ def test_a_main_seed_notebook_waits_for_every_extra_seeds_notebook_of_its_name_a
     waits = {(t.run.seed, t.plan.name): set(t.after) for t in ordered}
     assert waits[(0, "03_losses")] == {one.reps / "03_losses.ipynb", two.reps / "03_losses.ipynb"}
     assert waits[(0, "01_alpha")] == set() and waits[(1, "03_losses")] == set()
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_one_helper_runs_notebook_after_notebook_in_its_kept_kernel_unless_told_not_to(dirs, monkeypatch, fresh):
+    """On the CPU a helper's kernel runs its next notebook too (rxlib.kernels), which sees none of the previous
+    notebook's names; RXLIB_FRESH_KERNELS=1 gives each notebook its own kernel process."""
+    monkeypatch.setenv("RXLIB_WORKERS", "1")
+    if fresh:
+        monkeypatch.setenv("RXLIB_FRESH_KERNELS", "1")
+    record = ("import os, json\nfrom pathlib import Path\n"
+              "Path(figures_dir).mkdir(parents=True, exist_ok=True)\n"
+              "seen = {'pid': os.getpid(), 'leftover': 'leftover' in globals()}\nleftover = 1\n")
+    make_notebook(dirs.nb / "01_alpha.ipynb", record + "Path(figures_dir, 'a.json').write_text(json.dumps(seen))")
+    make_notebook(dirs.nb / "02_beta.ipynb", record + "Path(figures_dir, 'b.json').write_text(json.dumps(seen))")
+    run(dirs, items=())
+    a, b = (json.loads((dirs.figs / name).read_text()) for name in ("a.json", "b.json"))
+    assert not a["leftover"] and not b["leftover"]  # each notebook starts with an empty namespace
+    assert (a["pid"] == b["pid"]) is not fresh
