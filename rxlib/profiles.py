@@ -115,6 +115,9 @@ BUDGETS: dict[str, dict] = {
 _TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
 #: Data settings that exist only when set (absent, they leave the registry key unchanged).
 OPTIONAL_DATA: dict = {"plates": None, "cue": None, "shuffle_labels": None}
+#: Loop settings added after models were registered, with the value every earlier model was trained with:
+#: at that value they are left out of the registry key, so that those models keep their keys.
+OPTIONAL_TRAIN: dict = {"validate_each_epoch": True}
 
 
 @dataclass
@@ -189,7 +192,8 @@ class RunConfig:
         train = {**TrainConfig(n_classes=1).to_dict(), **self.train}
         data = {k: v for k, v in {**DATA_DEFAULTS, **self.data}.items() if not (k in OPTIONAL_DATA and v is None)}
         return {"data": data,
-                "train": {k: v for k, v in sorted(train.items()) if k not in RESUME_MAY_DIFFER}}
+                "train": {k: v for k, v in sorted(train.items())
+                          if k not in RESUME_MAY_DIFFER and not (k in OPTIONAL_TRAIN and v == OPTIONAL_TRAIN[k])}}
 
     def config_hash(self) -> str:
         """16 hex digits of the SHA-256 of :meth:`identity` (canonical JSON)."""

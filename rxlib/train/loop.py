@@ -117,6 +117,9 @@ class TrainConfig:
         num_workers: DataLoader workers.
         max_batches_per_epoch: cut epochs short (smoke runs); None for full epochs.
         keep_checkpoints: how many of the newest per-epoch checkpoints to keep.
+        validate_each_epoch: score the held-out items after every epoch (the history's ``val_*`` columns,
+            the training curves); False leaves those columns empty, for a model whose curves nothing shows
+            (the weights are the same either way: every epoch reseeds its own random streams).
     """
 
     arch: str = "densenet161"
@@ -148,6 +151,7 @@ class TrainConfig:
     num_workers: int = 0
     max_batches_per_epoch: int | None = None
     keep_checkpoints: int = 2
+    validate_each_epoch: bool = True
 
     def __post_init__(self) -> None:
         if self.loss not in LOSS_MODES:
@@ -588,7 +592,9 @@ def _remove_stale_temporaries(out_dir: Path) -> None:
 
 def _check_resume_config(saved: dict, config: TrainConfig, path: Path) -> None:
     current = config.to_dict()
-    differ = [k for k in current if k not in RESUME_MAY_DIFFER and saved.get(k) != current[k]]
+    # a setting added after the checkpoint was written: the run that wrote it had its default
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    differ = [k for k in current if k not in RESUME_MAY_DIFFER and saved.get(k, defaults[k]) != current[k]]
     if differ:
         details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in differ)
         raise CheckpointError(
@@ -682,8 +688,8 @@ def _run_epoch(training: _Training, net: torch.nn.Module, config: TrainConfig, d
     row = {"epoch": t, "lr": training.optimizer.param_groups[0]["lr"], "alpha": alpha}
     row.update(_train_epoch(net, training.optimizer, training.scaler, config, train_dataset, unlabelled_dataset,
                             epoch, alpha, progress, step_file))
-    row.update(evaluate(training.model, val_dataset, config, progress) if val_dataset is not None
-               else _Meter().result("val"))
+    row.update(evaluate(training.model, val_dataset, config, progress)
+               if val_dataset is not None and config.validate_each_epoch else _Meter().result("val"))
     training.scheduler.step()
     row["seconds"] = time.perf_counter() - started
     return row

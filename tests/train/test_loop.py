@@ -90,6 +90,22 @@ def test_seeded_runs_are_identical_and_seeds_matter(tmp_path, data, full_run):
     assert not math.isclose(other.history["train_loss"].iloc[0], full_run.history["train_loss"].iloc[0])
 
 
+def test_without_validation_each_epoch_the_weights_are_the_same_and_the_curves_empty(tmp_path, data, full_run):
+    quiet = train(_config(validate_each_epoch=False), *data, out_dir=tmp_path, progress=False)
+    assert _same_weights(quiet.model, full_run.model)  # every epoch reseeds its streams: validation draws nothing
+    assert quiet.history["val_loss"].isna().all() and quiet.history["train_loss"].notna().all()
+    pd.testing.assert_series_equal(quiet.history["train_loss"], full_run.history["train_loss"])
+
+
+def test_a_checkpoint_from_before_a_new_setting_resumes_with_its_default(tmp_path, data):
+    train(_config(epochs=2), *data, out_dir=tmp_path, stop_after_epoch=1, progress=False)
+    path = checkpoint_path(tmp_path, 1)
+    state = torch.load(path, weights_only=False)
+    del state["config"]["validate_each_epoch"]  # written before the setting existed
+    torch.save(state, path)
+    assert train(_config(epochs=2), *data, out_dir=tmp_path, progress=False).completed_epochs == 2
+
+
 def test_truncated_checkpoint_is_named(tmp_path, data):
     train(_config(epochs=2), *data, out_dir=tmp_path, stop_after_epoch=1, progress=False)
     path = checkpoint_path(tmp_path, 1)
