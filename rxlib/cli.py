@@ -159,11 +159,11 @@ def _add_reproduce_command(sub: argparse._SubParsersAction) -> None:
     rep.add_argument("--only", action="append", default=None, help="run only this notebook, e.g. 01_dataset_stats (repeatable)")
     rep.add_argument("--seed", type=int, default=0, help="seed of the synthetic data set, of the sampling and of the "
                                                         "figures (default 0)")
-    rep.add_argument("--seeds", type=int, default=1,
+    rep.add_argument("--seeds", type=int, default=None,
                      help="seeds the verdicts pool: --seed and the ones after it, each with its own data set and "
                           "training; the extra seeds' verdict notebooks (03-08) run first, into "
-                          "<reports>/seeds/seed<N>/ (default 1; 3 costs about three times the time of the verdict "
-                          "notebooks and their models)")
+                          "<reports>/seeds/seed<N>/ (default: 3 for the smoke profile, 1 for the others; each "
+                          "seed repeats the verdict notebooks and trains their models again)")
     rep.add_argument("--figures-dir", default=None, help="figures folder (default <repo>/figures)")
     rep.add_argument("--reports-dir", default=None, help="reports folder (default <repo>/reports)")
     rep.add_argument("--dry-run", action="store_true",

@@ -411,7 +411,7 @@ def reproduce(
     items: Sequence[manifest.PaperItem] | None = None,
     overrides=None,
     rates=None,
-    seeds: int = 1,
+    seeds: int | None = None,
 ) -> pd.DataFrame:
     """Run the notebooks and return the manifest of the files they wrote.
 
@@ -438,7 +438,7 @@ def reproduce(
             runs and passed to every notebook as its ``overrides`` parameter (a JSON string).
         rates: :class:`rxlib.plan.Rates` for the dry-run plan (default: measured, else assumed).
         seeds: seeds the verdicts pool (:mod:`rxlib.explain.seeds`): ``seed`` and the ``seeds - 1`` after
-            it. The extra seeds run first (:func:`_seed_tasks`): the notebooks of
+            it; None: the profile's default (:func:`rxlib.explain.seeds.default_seeds`: 3 for smoke, else 1). The extra seeds run first (:func:`_seed_tasks`): the notebooks of
             :data:`rxlib.plan.VERDICT_NOTEBOOKS` among those selected, on the synthetic set of that seed
             (the same data when ``data_root`` is given) with its own ``train.seed`` (the main one's plus
             1, 2, ...), into ``<reports>/seeds/seed<N>/``; then the selected notebooks of ``seed`` pool
@@ -462,10 +462,11 @@ def reproduce(
     from rxlib.data.roots import resolve_data_root
     from rxlib.profiles import PROFILES, parse_overrides, settings
 
-    from rxlib.explain.seeds import seed_list
+    from rxlib.explain.seeds import default_seeds, seed_list
 
     log = log or _say
     total_start = time.perf_counter()
+    seeds = default_seeds(profile) if seeds is None else seeds
     extra_seeds = seed_list(seed, seeds)[1:]  # seeds below 1: one line before anything runs
     overrides = parse_overrides(overrides)
     # unknown keys and bad values: one line, before anything runs (a profile that names only a synthetic

@@ -50,7 +50,7 @@ def smoke_run(smoke_root, tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke-run")
     figures, reports = out / "figures", out / "reports"
     result = reproduce(profile="smoke", data_root=smoke_root, figures_dir=figures, reports_dir=reports,
-                       overrides=SUITE_OVERRIDES, log=lambda *_: None)
+                       overrides=SUITE_OVERRIDES, seeds=1, log=lambda *_: None)  # pooling: test_reproduce
     keep = os.environ.get("RXLIB_SMOKE_REPORTS")  # CI: the browser test then opens every notebook's report
     if keep:
         import shutil
@@ -93,7 +93,7 @@ def test_explanation_notebooks_run_without_synthetic_truth(smoke_root, tmp_path)
     figures, reports = tmp_path / "figures", tmp_path / "reports"
     names = ["05_embeddings_tsne", "07_gradcam", "08_channel_attention"]
     reproduce(profile="smoke", data_root=plain, only=names, figures_dir=figures, reports_dir=reports,
-              overrides={"train.epochs": 1}, log=lambda *_: None)
+              overrides={"train.epochs": 1}, seeds=1, log=lambda *_: None)
     for name in names:
         assert all(p.is_file() and p.stat().st_size > 0 for p in manifest.expected_files(name, figures)), name
         out = _stdout(reports / f"{name}.ipynb")

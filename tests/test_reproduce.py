@@ -263,6 +263,19 @@ def test_extra_seeds_run_first_and_the_main_seed_pools_their_verdicts(dirs):
     assert any(line.startswith("extra seeds 4, 5 first: 03_losses again") for line in lines)
 
 
+def test_the_smoke_run_pools_three_seeds_unless_told_otherwise(dirs):
+    make_notebook(dirs.nb / "03_losses.ipynb", "pass")
+    lines = []
+    run(dirs, profile="smoke", seed=0, dry_run=True, log=lines.append)
+    assert any(line.startswith("extra seeds 1, 2 first: 03_losses again") for line in lines)
+    lines.clear()
+    run(dirs, profile="smoke", seed=0, seeds=1, dry_run=True, log=lines.append)
+    assert not any(line.startswith("extra seed") for line in lines)
+    from rxlib.explain.seeds import default_seeds
+
+    assert default_seeds("smoke") == 3 and default_seeds("paper") == 1 and default_seeds("paper-mini") == 1
+
+
 def test_a_main_seed_notebook_waits_for_every_extra_seeds_notebook_of_its_name_and_no_other(tmp_path):
     from rxlib.reproduce import _in_order, _Plan, _Run, _Task
 

@@ -37,8 +37,17 @@ from rxlib.explain.verdicts import Sample, Verdict, _finite
 #: Bootstrap resamples of :func:`two_level_ci`.
 N_RESAMPLES = 4000
 
+#: Seeds a run pools when none are asked for (:func:`default_seeds`): the smoke run's verdicts rest on three
+#: seeds; a paper run on one, since each seed would train every model again on the GPU.
+DEFAULT_SEEDS: dict[str, int] = {"smoke": 3}
+
 #: The fields of a :class:`~rxlib.explain.verdicts.Verdict` a samples file keeps (``holds`` is derived).
 _FIELDS = tuple(f.name for f in dataclasses.fields(Verdict) if f.name not in ("holds", "sample"))
+
+
+def default_seeds(profile: str) -> int:
+    """The seeds a run of ``profile`` pools unless told otherwise (:data:`DEFAULT_SEEDS`, else 1)."""
+    return DEFAULT_SEEDS.get(profile, 1)
 
 
 def seed_list(seed: int, seeds: int) -> list[int]:
@@ -289,5 +298,5 @@ def pool_verdicts(by_seed: Mapping[int, Sequence[Verdict]]) -> list[Verdict]:
     return [_pool_one(claim, per_seed) for claim, per_seed in claims.items()]
 
 
-__all__ = ["N_RESAMPLES", "pool_verdicts", "read_samples", "samples_path", "seed_list", "seed_reports_dir",
+__all__ = ["DEFAULT_SEEDS", "N_RESAMPLES", "default_seeds", "pool_verdicts", "read_samples", "samples_path", "seed_list", "seed_reports_dir",
            "seed_t_interval", "two_level_ci", "write_samples"]
