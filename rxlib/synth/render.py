@@ -148,7 +148,7 @@ class _SiteCanvas:
 
 def render_cells(rng: np.random.Generator, size: int, cell_scale: float, shape: CellTypeShape,
                  spec: ClassSpec, density: float = 1.0, *, texture: float = 0.0, clustering: float = 0.0,
-                 nucleus_scale: float = 1.0) -> CleanSite:
+                 nucleus_scale: float = 1.0, nucleus_jitter: float = 0.10) -> CleanSite:
     """Draw the cells of one site with the phenotype of ``spec`` (clean signal, no nuisance).
 
     The steps run in a fixed order because each takes its draws from ``rng`` in turn: the cells'
@@ -166,12 +166,14 @@ def render_cells(rng: np.random.Generator, size: int, cell_scale: float, shape: 
             :func:`_add_texture`). Its draws come after all others, so 0 leaves the site unchanged.
         clustering: sigma of the site's log-normal density field (0 = none; see :func:`_place_centres`).
         nucleus_scale: multiplier of the nucleus radius (the cell size is unchanged).
+        nucleus_jitter: log-normal sigma of each nucleus' own radius factor, on top of the cell's size
+            (0.10 = the original draw; the same standard-normal draws, so only their spread changes).
     """
     s = float(cell_scale)
     nuc_r, cell_r = shape.nucleus_radius * s * nucleus_scale, shape.cell_radius * s
     margin = 0.6 * cell_r
     n = _cell_count(rng, size, s, shape, density, margin)
-    cells = _draw_cells(rng, n, shape, spec, cell_r, nuc_r)
+    cells = _draw_cells(rng, n, shape, spec, cell_r, nuc_r, nucleus_jitter)
     min_dist = 2.0 * float(np.mean(cells.na))  # nuclei (almost) never overlap
     centres = _place_centres(rng, n, size, margin, min_dist, shape, cell_r, clustering)
     site = _lay_out_site(rng, centres, cells, spec, shape, size, s)
@@ -200,10 +202,10 @@ def _cell_count(rng: np.random.Generator, size: int, s: float, shape: CellTypeSh
 
 
 def _draw_cells(rng: np.random.Generator, n: int, shape: CellTypeShape, spec: ClassSpec, cell_r: float,
-                nuc_r: float) -> _CellDraws:
+                nuc_r: float, nucleus_jitter: float = 0.10) -> _CellDraws:
     """Sizes, orientations, outlines, brightness and phenotype of ``n`` cells (before placement)."""
     size_jit = np.exp(rng.normal(0, 0.12, n))
-    nuc_jit = np.exp(rng.normal(0, 0.10, n)) * size_jit ** 0.5
+    nuc_jit = np.exp(rng.normal(0, nucleus_jitter, n)) * size_jit ** 0.5
     angle = rng.uniform(0, np.pi, n)
     nuc_angle = angle + rng.normal(0, 0.25, n)
     el_c = shape.cell_elongation * np.exp(rng.normal(0, 0.15, n))

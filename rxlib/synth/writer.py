@@ -267,7 +267,8 @@ def _render_clean(rng: np.random.Generator, cfg: SynthConfig, cell_type: str, sp
     density = density * cfg.density_scale[CELL_TYPES.index(cell_type)]
     clean = render_cells(rng, cfg.image_size, cfg.cell_scale, CELL_TYPE_SHAPES[cell_type], spec, density,
                          texture=cfg.texture, clustering=cfg.clustering,
-                         nucleus_scale=cfg.nucleus_scale[CELL_TYPES.index(cell_type)])
+                         nucleus_scale=cfg.nucleus_scale[CELL_TYPES.index(cell_type)],
+                         nucleus_jitter=cfg.nucleus_jitter[CELL_TYPES.index(cell_type)])
     clean.signal = optics(clean.signal, cfg.psf_sigma, cfg.haze)
     return clean
 
