@@ -158,8 +158,10 @@ def experiment_nuisance(cfg: SynthConfig, seed: int, index: int, dataset: str) -
     offset = rng.normal(0.0, cfg.offset_sigma * widen, N_CHANNELS)
     vignette = rng.uniform(*cfg.vignette, N_CHANNELS)
     centre = rng.uniform(-0.15, 0.15, (N_CHANNELS, 2))
+    # each channel follows the experiment's log gain with its own weight (1 = fully; default all 1)
+    log_gain = (shared + per_channel) * np.asarray(cfg.exp_gain_channel_scale, float)
     return {
-        "gain": _rounded(np.exp(shared + per_channel)),
+        "gain": _rounded(np.exp(log_gain)),
         "offset": _rounded(offset),
         "vignette": _rounded(vignette),
         "illumination_centre": [_rounded(c) for c in centre],
