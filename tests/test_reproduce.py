@@ -287,10 +287,15 @@ def test_a_main_seed_notebook_waits_for_every_extra_seeds_notebook_of_its_name_a
         return _Task(_Plan(where, where, where, where), {}, run, number)
 
     main, one, two = run_of(0), run_of(1), run_of(2)
-    tasks = [task(main, "01_alpha", 1), task(main, "03_losses", 2), task(one, "03_losses", 1), task(two, "03_losses", 1)]
+    main.order = ["01_alpha", "02_beta", "03_losses", "08_channel_attention"]
+    tasks = [task(main, "01_alpha", 1), task(main, "02_beta", 2), task(main, "03_losses", 3),
+             task(main, "08_channel_attention", 4), task(one, "03_losses", 1), task(one, "08_channel_attention", 2),
+             task(two, "03_losses", 1), task(two, "08_channel_attention", 2)]
     ordered = _in_order(tasks, main)
-    assert [(t.run.seed, t.plan.name) for t in ordered] == [(1, "03_losses"), (2, "03_losses"), (0, "01_alpha"),
-                                                            (0, "03_losses")]
+    # what waits for nothing first, then the last notebook first, the extra seeds' before the main seed's
+    assert [(t.run.seed, t.plan.name) for t in ordered] == [
+        (0, "01_alpha"), (0, "02_beta"), (1, "08_channel_attention"), (2, "08_channel_attention"),
+        (0, "08_channel_attention"), (1, "03_losses"), (2, "03_losses"), (0, "03_losses")]
     waits = {(t.run.seed, t.plan.name): set(t.after) for t in ordered}
     assert waits[(0, "03_losses")] == {one.reps / "03_losses.ipynb", two.reps / "03_losses.ipynb"}
     assert waits[(0, "01_alpha")] == set() and waits[(1, "03_losses")] == set()
