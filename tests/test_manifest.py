@@ -94,6 +94,21 @@ def test_save_figure_and_table_write_the_manifest_files(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["fig_test.pdf", "fig_test.png", "table_test.csv"]
 
 
+def test_save_figure_keeps_the_layout_its_first_file_was_drawn_with(tmp_path):
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4, 3), layout="constrained")
+    axes = fig.subplots(1, 2)
+    image = axes[0].imshow([[0, 1], [1, 0]])
+    axes[1].set_title("a title that constrained layout makes room for")
+    fig.colorbar(image, ax=axes)
+    save_figure(fig, "fig_test", out_dir=tmp_path)
+    drawn = [ax.get_position().bounds for ax in fig.axes]
+    fig.canvas.draw()  # e.g. the notebook's own display: no new solve, the same positions
+    assert [ax.get_position().bounds for ax in fig.axes] == drawn
+    assert type(fig.get_layout_engine()).__name__ != "ConstrainedLayoutEngine"
+
+
 def test_save_defaults_to_figures_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("RXLIB_FIGURES", str(tmp_path))
     assert save_table(pd.DataFrame({"a": [1]}), "table_x") == tmp_path / "table_x.csv"
