@@ -249,6 +249,23 @@ def seed_t_interval(samples: Sequence[Sample], *, confidence: float = 0.95) -> t
     return float(centre - half), float(centre + half)
 
 
+def attainable_range(samples: Sequence[Sample]) -> tuple[float, float]:
+    """The values the pooled statistic can take where the measurements say so: hits and misses (every value
+    0 or 1) make a mean a rate in [0, 1] and a difference of two such means one in [-1, 1]; otherwise
+    unbounded. The Student-t widening of :func:`seed_t_interval` is clipped to it (a top-1 rate of 0.93
+    over three seeds gave an interval up to 1.006)."""
+    def binary(values) -> bool:
+        values = np.asarray(values, float)
+        return bool(len(values)) and bool(np.isin(values, (0.0, 1.0)).all())
+
+    if all(binary(s.first) for s in samples):
+        if samples[0].kind == "mean":
+            return 0.0, 1.0
+        if all(binary(s.second) for s in samples):
+            return -1.0, 1.0
+    return -np.inf, np.inf
+
+
 def _pool_one(claim: str, by_seed: Mapping[int, Verdict]) -> Verdict:
     first = next(iter(by_seed.values()))
     if len(by_seed) == 1:  # made by one seed only: its own verdict
@@ -273,8 +290,11 @@ def _pool_one(claim: str, by_seed: Mapping[int, Verdict]) -> Verdict:
               f"({N_RESAMPLES} resamples)")
     if widened:
         method += ", widened to the Student-t interval of the per-seed estimates"
-    return Verdict(**common, estimate=estimate, ci_low=min(low, t_low), ci_high=max(high, t_high), n=n,
-                   interval_method=method)
+    floor, ceiling = attainable_range(samples)
+    ci_low, ci_high = max(min(low, t_low), floor), min(max(high, t_high), ceiling)
+    if ci_low > min(low, t_low) or ci_high < max(high, t_high):
+        method += " and clipped to the values the statistic can take"
+    return Verdict(**common, estimate=estimate, ci_low=ci_low, ci_high=ci_high, n=n, interval_method=method)
 
 
 def pool_verdicts(by_seed: Mapping[int, Sequence[Verdict]]) -> list[Verdict]:
@@ -298,5 +318,5 @@ def pool_verdicts(by_seed: Mapping[int, Sequence[Verdict]]) -> list[Verdict]:
     return [_pool_one(claim, per_seed) for claim, per_seed in claims.items()]
 
 
-__all__ = ["DEFAULT_SEEDS", "N_RESAMPLES", "default_seeds", "pool_verdicts", "read_samples", "samples_path", "seed_list", "seed_reports_dir",
+__all__ = ["DEFAULT_SEEDS", "N_RESAMPLES", "attainable_range", "default_seeds", "pool_verdicts", "read_samples", "samples_path", "seed_list", "seed_reports_dir",
            "seed_t_interval", "two_level_ci", "write_samples"]

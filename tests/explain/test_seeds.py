@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from rxlib.explain.seeds import (
+    attainable_range,
     pool_verdicts,
     read_samples,
     samples_path,
@@ -70,6 +71,19 @@ def test_seeds_that_disagree_widen_the_interval_to_the_t_interval_of_their_estim
     assert "widened to the Student-t interval" in verdict.interval_method and verdict.holds is None
     low, high = seed_t_interval([Sample("mean", v) for v in per_seed.values()])
     assert (low, high) == pytest.approx((verdict.ci_low, verdict.ci_high))
+
+
+def test_a_widened_interval_never_leaves_the_values_the_statistic_can_take():
+    # top-1 hits of 18 classes per seed: 17, 18 and 15 right, a pooled rate near 0.93 whose t interval passes 1;
+    # a mean of other values is not clipped (test above)
+    per_seed = {0: np.r_[np.ones(17), 0.0], 1: np.ones(18), 2: np.r_[np.ones(15), np.zeros(3)]}
+    verdict = pool_verdicts({seed: [_verdict(v, seed)] for seed, v in per_seed.items()})[0]
+    low, high = seed_t_interval([Sample("mean", v) for v in per_seed.values()])
+    assert high > 1.0  # the t interval alone would claim a hit rate above 1
+    assert verdict.ci_high == 1.0 and 0.0 <= verdict.ci_low <= low + 1e-12  # the low end is still widened
+    assert "clipped to the values the statistic can take" in verdict.interval_method
+    assert attainable_range([Sample("two-sample", np.array([0.0, 1.0]), np.array([1.0, 1.0]))]) == (-1.0, 1.0)
+    assert attainable_range([Sample("mean", np.array([0.2, 0.9]))]) == (-np.inf, np.inf)  # no natural bound
 
 
 def test_two_samples_pool_per_seed_differences_and_clusters_keep_their_weight():
