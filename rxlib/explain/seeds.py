@@ -75,7 +75,8 @@ def _sample_dict(sample: Sample | None) -> dict | None:
     if sample is None:
         return None
     return {"kind": sample.kind, "first": [float(x) for x in sample.first],
-            "second": [float(x) for x in sample.second], "groups": list(sample.groups)}
+            "second": [float(x) for x in sample.second], "groups": list(sample.groups),
+            "bounds": None if sample.bounds is None else [float(b) for b in sample.bounds]}
 
 
 def write_samples(verdicts: Sequence[Verdict], reports_dir: str | Path, notebook: str, *,
@@ -107,7 +108,11 @@ def _read_sample(raw) -> Sample | None:
     groups = raw["groups"]
     if not isinstance(groups, list) or len(groups) not in (0, len(first)):
         raise ValueError(f"groups must be a list of {len(first)} labels or empty")
-    return Sample(raw["kind"], first, second, tuple(str(g) for g in groups))
+    bounds = raw.get("bounds")  # absent in files written before samples kept their bounds
+    if bounds is not None and (not isinstance(bounds, list) or len(bounds) != 2):
+        raise ValueError(f"bounds must be a list of two numbers, got {bounds!r}")
+    return Sample(raw["kind"], first, second, tuple(str(g) for g in groups),
+                  None if bounds is None else (float(bounds[0]), float(bounds[1])))
 
 
 def read_samples(path: str | Path, *, expect: Mapping | None = None) -> list[Verdict]:
@@ -250,19 +255,14 @@ def seed_t_interval(samples: Sequence[Sample], *, confidence: float = 0.95) -> t
 
 
 def attainable_range(samples: Sequence[Sample]) -> tuple[float, float]:
-    """The values the pooled statistic can take where the measurements say so: hits and misses (every value
-    0 or 1) make a mean a rate in [0, 1] and a difference of two such means one in [-1, 1]; otherwise
-    unbounded. The Student-t widening of :func:`seed_t_interval` is clipped to it (a top-1 rate of 0.93
-    over three seeds gave an interval up to 1.006)."""
-    def binary(values) -> bool:
-        values = np.asarray(values, float)
-        return bool(len(values)) and bool(np.isin(values, (0.0, 1.0)).all())
-
-    if all(binary(s.first) for s in samples):
-        if samples[0].kind == "mean":
-            return 0.0, 1.0
-        if all(binary(s.second) for s in samples):
-            return -1.0, 1.0
+    """The values the pooled statistic can take, as its measurements declare them (:class:`Sample` ``bounds``:
+    a rate of hits in [0, 1], a mean correlation in [-1, 1]); ``(-inf, inf)`` where they declare none or
+    disagree. The Student-t widening of :func:`seed_t_interval` is clipped to it (a top-1 rate of 0.93 over
+    three seeds gave an interval up to 1.006)."""
+    bounds = {s.bounds for s in samples}
+    if len(bounds) == 1 and None not in bounds:
+        low, high = bounds.pop()
+        return float(low), float(high)
     return -np.inf, np.inf
 
 

@@ -113,12 +113,15 @@ class Sample:
             ``'two-sample'`` (``mean(first) - mean(second)``, independent samples).
         first, second: the values (``second`` empty for ``'mean'``).
         groups: with ``'mean'``, the cluster of each value (resampled whole); empty: each value alone.
+        bounds: the values the statistic can take, where the caller knows them (a rate of hits: ``(0, 1)``;
+            a mean correlation: ``(-1, 1)``); a pooled interval is clipped to them. None: unbounded.
     """
 
     kind: str
     first: np.ndarray
     second: np.ndarray = field(default_factory=lambda: np.zeros(0))
     groups: tuple[str, ...] = ()
+    bounds: tuple[float, float] | None = None
 
 
 class Estimate(tuple):
@@ -136,9 +139,11 @@ class Estimate(tuple):
         return (*self, self.sample)
 
 
-def mean_ci(values, *, groups: Sequence | None = None, **kwargs) -> tuple[float, float, float, str]:
+def mean_ci(values, *, groups: Sequence | None = None, bounds: tuple[float, float] | None = None,
+            **kwargs) -> tuple[float, float, float, str]:
     """Mean of ``values`` with a bootstrap interval; with ``groups``, whole groups are resampled
-    (cluster bootstrap: the statistic is the pooled mean, sum of values over sum of counts).
+    (cluster bootstrap: the statistic is the pooled mean, sum of values over sum of counts). ``bounds``:
+    the values the mean can take, kept with the sample for pooling (:class:`Sample`).
 
     Returns:
         ``(estimate, low, high, method_used)``.
@@ -147,7 +152,8 @@ def mean_ci(values, *, groups: Sequence | None = None, **kwargs) -> tuple[float,
     if len(values) == 0:
         raise ValueError("no values to summarise")
     if groups is None:
-        return Estimate(float(values.mean()), *bootstrap_ci((values,), _mean, **kwargs), Sample("mean", values))
+        return Estimate(float(values.mean()), *bootstrap_ci((values,), _mean, **kwargs),
+                        Sample("mean", values, bounds=bounds))
     groups = np.asarray(groups)
     if len(groups) != len(values):
         raise ValueError(f"{len(groups)} group labels for {len(values)} values")
@@ -155,7 +161,7 @@ def mean_ci(values, *, groups: Sequence | None = None, **kwargs) -> tuple[float,
     low, high, used = bootstrap_ci((frame["sum"].to_numpy(float), frame["count"].to_numpy(float)), _ratio_of_sums,
                                    paired=True, **kwargs)
     return Estimate(float(values.mean()), low, high, f"{used}, grouped ({len(frame)} groups)",
-                    Sample("mean", values, groups=tuple(str(g) for g in groups)))
+                    Sample("mean", values, groups=tuple(str(g) for g in groups), bounds=bounds))
 
 
 def difference_ci(a, b, *, paired: bool, groups: Sequence | None = None, **kwargs) -> tuple[float, float, float, str]:
@@ -467,11 +473,12 @@ def planted_channels_verdicts(method: str, hits, spearman, *, n_channels: int = 
         source, "The method recovers the planted channel importance.")
     slug = method.replace(" ", "_")
     top1 = make_verdict(f"channels-top1-{slug}", source, statement, f"top-1 hit rate of {method}",
-                        mean_ci(hits, **ci), n=len(hits), unit="classes", threshold=1.0 / n_channels, seeds=seeds)
+                        mean_ci(hits, bounds=(0.0, 1.0), **ci), n=len(hits), unit="classes", threshold=1.0 / n_channels,
+                        seeds=seeds)
     if len(rho) == 0:
         rank_est = (float("nan"), float("nan"), float("nan"), "none")
     else:
-        rank_est = mean_ci(rho, **ci)
+        rank_est = mean_ci(rho, bounds=(-1.0, 1.0), **ci)
     rank = make_verdict(f"channels-spearman-{slug}", source, statement, f"mean Spearman of {method} with the planted importance",
                         rank_est, n=len(rho), unit="classes", threshold=0.0, seeds=seeds)
     return top1, rank
@@ -494,7 +501,9 @@ def randomisation_verdict(method: str, similarity, *, test: str = "model paramet
     return make_verdict(f"sanity-{test.replace(' ', '-')}-{slug}", "Adebayo et al. 2018",
                         f"An explanation that depends on the model changes when the {test} are randomised.",
                         f"{measure} of {method} before vs after randomising the {test}",
-                        mean_ci(values, **ci), n=len(values), unit=unit, threshold=threshold, direction="less", seeds=seeds)
+                        # Spearman and SSIM both lie in [-1, 1]
+                        mean_ci(values, bounds=(-1.0, 1.0), **ci), n=len(values), unit=unit, threshold=threshold,
+                        direction="less", seeds=seeds)
 
 
 # --- unit helpers -----------------------------------------------------------------------------------

@@ -74,16 +74,22 @@ def test_seeds_that_disagree_widen_the_interval_to_the_t_interval_of_their_estim
 
 
 def test_a_widened_interval_never_leaves_the_values_the_statistic_can_take():
-    # top-1 hits of 18 classes per seed: 17, 18 and 15 right, a pooled rate near 0.93 whose t interval passes 1;
-    # a mean of other values is not clipped (test above)
+    # top-1 hits of 18 classes per seed: 17, 18 and 15 right, a pooled rate near 0.93 whose t interval passes 1
     per_seed = {0: np.r_[np.ones(17), 0.0], 1: np.ones(18), 2: np.r_[np.ones(15), np.zeros(3)]}
-    verdict = pool_verdicts({seed: [_verdict(v, seed)] for seed, v in per_seed.items()})[0]
+
+    def rate(values, seed):
+        return make_verdict("c", "paper", "s", "q", mean_ci(values, bounds=(0.0, 1.0), n_resamples=999),
+                            n=len(values), unit="classes", threshold=0.0, seeds=(seed,))
+
+    verdict = pool_verdicts({seed: [rate(v, seed)] for seed, v in per_seed.items()})[0]
     low, high = seed_t_interval([Sample("mean", v) for v in per_seed.values()])
     assert high > 1.0  # the t interval alone would claim a hit rate above 1
     assert verdict.ci_high == 1.0 and 0.0 <= verdict.ci_low <= low + 1e-12  # the low end is still widened
     assert "clipped to the values the statistic can take" in verdict.interval_method
-    assert attainable_range([Sample("two-sample", np.array([0.0, 1.0]), np.array([1.0, 1.0]))]) == (-1.0, 1.0)
-    assert attainable_range([Sample("mean", np.array([0.2, 0.9]))]) == (-np.inf, np.inf)  # no natural bound
+    # the same 0/1 values without declared bounds (e.g. paired differences that happen to be 0 or 1): not clipped
+    unbounded = pool_verdicts({seed: [_verdict(v, seed)] for seed, v in per_seed.items()})[0]
+    assert unbounded.ci_high == pytest.approx(high) and "clipped" not in unbounded.interval_method
+    assert attainable_range([Sample("mean", np.ones(2), bounds=(-1.0, 1.0))] * 2) == (-1.0, 1.0)
 
 
 def test_two_samples_pool_per_seed_differences_and_clusters_keep_their_weight():
@@ -131,8 +137,10 @@ def test_a_seed_without_measurements_leaves_the_claim_undecided():
 
 
 def test_samples_round_trip_and_a_bad_file_is_named(tmp_path):
+    rate = make_verdict("r", "paper", "s", "q", mean_ci(np.array([1.0, 0.0]), bounds=(0.0, 1.0), n_resamples=99),
+                        n=2, unit="classes", threshold=0.0, seeds=(3,))
     verdicts = [_verdict(np.array([0.2, 0.5, 0.1]), 3, claim="a"),
-                _verdict(np.array([1.0, 2.0]), 3, claim="b", second=np.array([0.5, 0.5, 0.7]))]
+                _verdict(np.array([1.0, 2.0]), 3, claim="b", second=np.array([0.5, 0.5, 0.7])), rate]
     run = {"profile": "smoke", "settings": "{}"}
     path = write_samples(verdicts, tmp_path, "07_gradcam", run=run)
     assert path == samples_path(tmp_path, "07_gradcam")
@@ -140,13 +148,15 @@ def test_samples_round_trip_and_a_bad_file_is_named(tmp_path):
     assert [v.as_row() for v in back] == [v.as_row() for v in verdicts]
     for old, new in zip(verdicts, back):
         assert new.sample.kind == old.sample.kind and np.array_equal(new.sample.first, old.sample.first)
-        assert np.array_equal(new.sample.second, old.sample.second)
+        assert np.array_equal(new.sample.second, old.sample.second) and new.sample.bounds == old.sample.bounds
+    assert back[2].sample.bounds == (0.0, 1.0) and back[0].sample.bounds is None
     with pytest.raises(ValueError, match=r"07_gradcam.json comes from another run \(profile: 'smoke' here, 'paper'"):
         read_samples(path, expect={**run, "profile": "paper"})
     good = json.loads(path.read_text())["verdicts"][0]
     for bad in ({"verdicts": [{"claim": "x"}]}, {"verdicts": ["abc"]}, {"verdicts": {"a": 1}}, [1, 2], "{",
                 {"verdicts": [{**good, "sample": {**good["sample"], "kind": "median"}}]},
                 {"verdicts": [{**good, "sample": {**good["sample"], "groups": "abc"}}]},
+                {"verdicts": [{**good, "sample": {**good["sample"], "bounds": [0]}}]},
                 {"verdicts": [{**good, "estimate": None}]}):
         path.write_text(bad if isinstance(bad, str) else json.dumps(bad))
         with pytest.raises(ValueError, match="07_gradcam.json is not a verdict-samples file"):
