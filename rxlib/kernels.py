@@ -9,9 +9,10 @@ table, verdict sample and figure they wrote was byte-identical.
 
 Between two notebooks :func:`reset` makes the kernel look fresh to the next one: its figures closed, the
 user namespace emptied (``%reset -f``: a name a notebook forgot to define fails as in a fresh kernel),
-the global random generators of Python, numpy and torch seeded again from OS entropy (as a fresh kernel
+its cells numbered from 1 again, the global random generators of Python, numpy and torch seeded again from OS entropy (as a fresh kernel
 seeds them: nothing can rely on their state, and a notebook that seeds them gets the same draws either
-way), warnings shown again once, and garbage collected. Modules stay imported: that is the saving.
+way), the warning filters put back to the kernel's first ones (a notebook's own ``simplefilter`` goes) and
+warnings shown again once, and garbage collected. Modules stay imported: that is the saving.
 
 A notebook that fails, or a reset that fails, takes the kernel with it (:func:`discard`); the next
 notebook starts a fresh one. The caller decides when a kernel may be kept (``rxlib.reproduce``: on the CPU
@@ -27,6 +28,12 @@ from pathlib import Path
 #: Set to 1 to give every notebook of ``rxlib reproduce`` a fresh kernel (e.g. to rule out the kept kernel).
 FRESH_VARIABLE = "RXLIB_FRESH_KERNELS"
 
+# Run once when a kernel starts: the warning filters a fresh kernel has, where %reset cannot remove them.
+_REMEMBER = """\
+import sys as _rxlib_sys, types as _rxlib_types, warnings as _rxlib_warnings
+_rxlib_sys.modules["_rxlib_kernel_start"] = _rxlib_types.SimpleNamespace(filters=list(_rxlib_warnings.filters))
+"""
+
 # Run between two notebooks (see the module docstring).
 _RESET = """\
 import sys as _rxlib_sys
@@ -39,10 +46,10 @@ if "numpy" in _rxlib_sys.modules:
     _rxlib_sys.modules["numpy"].random.seed()
 if "torch" in _rxlib_sys.modules:
     _rxlib_sys.modules["torch"].seed()
-_rxlib_filters = list(_rxlib_warnings.filters)
 _rxlib_warnings.resetwarnings()  # also forgets which warnings were shown
-_rxlib_warnings.filters[:] = _rxlib_filters
+_rxlib_warnings.filters[:] = _rxlib_sys.modules["_rxlib_kernel_start"].filters  # a notebook's own filters go
 get_ipython().run_line_magic("reset", "-f")
+get_ipython().execution_count = 1  # the next notebook's cells are numbered from 1, as in a fresh kernel
 __import__("gc").collect()
 """
 
@@ -61,7 +68,9 @@ def notebook_kernel(path: str | Path) -> str:
 
 
 def _run(manager, code: str) -> None:
-    client = manager.client()
+    from jupyter_client.blocking import BlockingKernelClient
+
+    client = BlockingKernelClient(**manager.get_connection_info(session=True), parent=manager)
     client.start_channels()
     try:
         client.wait_for_ready(timeout=120)
@@ -80,18 +89,49 @@ def kept(kernel_name: str, cwd: str | Path):
     if _kept is not None and (_kept[:2] != (kernel_name, cwd) or not _kept[2].is_alive()):
         discard()
     if _kept is None:
-        from jupyter_client.manager import KernelManager
-
-        manager = KernelManager(kernel_name=kernel_name)
-        manager.start_kernel(cwd=cwd)
+        manager = _manager_class()(kernel_name=kernel_name, client_class="jupyter_client.asynchronous.AsyncKernelClient")
+        # no cell history in the user's ~/.ipython database (nbclient's own kernels run with the same setting)
+        manager.start_kernel(cwd=cwd, extra_arguments=["--HistoryManager.hist_file=:memory:"])
         _kept = (kernel_name, cwd, manager)
+        try:
+            _run(manager, _REMEMBER)
+        except BaseException:
+            discard()
+            raise
     return _kept[2]
+
+
+def _manager_class():
+    """A ``KernelManager`` that hands out asynchronous clients, so that nbclient notices a kernel that dies
+    mid-notebook (with a blocking client its wait for output blocks the check), and that remembers them:
+    nbclient leaves open the client of a kernel it was given, :func:`close_clients` closes them."""
+    from jupyter_client.manager import KernelManager
+
+    class KeptKernelManager(KernelManager):
+        def client(self, **kwargs):
+            made = super().client(**kwargs)
+            self.rxlib_clients = [*getattr(self, "rxlib_clients", []), made]
+            return made
+
+    return KeptKernelManager
+
+
+def close_clients() -> None:
+    """Close the clients nbclient opened on the kept kernel and left open (one per notebook)."""
+    if _kept is not None:
+        for client in getattr(_kept[2], "rxlib_clients", []):
+            try:
+                client.stop_channels()
+            except Exception:  # noqa: BLE001 - a client already closed
+                pass
+        _kept[2].rxlib_clients = []
 
 
 def reset() -> None:
     """Make the kept kernel look fresh to the next notebook; if that fails, end it (the next one is new)."""
     if _kept is None:
         return
+    close_clients()
     try:
         _run(_kept[2], _RESET)
     except Exception:  # noqa: BLE001 - a kernel that cannot be reset is not reused
@@ -102,6 +142,7 @@ def discard() -> None:
     """End the kept kernel, if any (the next :func:`kept` starts a fresh one)."""
     global _kept
     if _kept is not None:
+        close_clients()
         manager, _kept = _kept[2], None
         try:
             manager.shutdown_kernel(now=True)

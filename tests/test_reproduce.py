@@ -317,3 +317,28 @@ def test_one_helper_runs_notebook_after_notebook_in_its_kept_kernel_unless_told_
     a, b = (json.loads((dirs.figs / name).read_text()) for name in ("a.json", "b.json"))
     assert not a["leftover"] and not b["leftover"]  # each notebook starts with an empty namespace
     assert (a["pid"] == b["pid"]) is not fresh
+    counts = [c.execution_count for c in nbformat.read(dirs.reps / "02_beta.ipynb", as_version=4).cells
+              if c.cell_type == "code"]
+    assert counts == list(range(1, len(counts) + 1))  # numbered as in a fresh kernel
+
+
+def test_a_kernel_that_dies_mid_notebook_fails_that_notebook_and_the_next_gets_a_fresh_one(dirs, tmp_path):
+    """In a kept kernel too, a kernel killed mid-notebook (out of memory, a crash) is a failure naming the
+    notebook, not a run that waits for it for ever; a subprocess with a time limit, so that a hang fails."""
+    import subprocess
+    import sys
+
+    make_notebook(dirs.nb / "01_alpha.ipynb", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)")
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\nfrom pathlib import Path\nfrom rxlib.reproduce import reproduce, NotebookExecutionError\n"
+        f"d = Path({str(dirs.nb.parent)!r})\n"
+        "try:\n"
+        "    reproduce(data_root=d / 'data', figures_dir=d / 'figures', reports_dir=d / 'reports',\n"
+        "              kernel_name='python3', notebooks_dir=d / 'notebooks', items=(), seeds=1, log=lambda l: None)\n"
+        "except NotebookExecutionError as exc:\n"
+        "    print('FAILED:', exc)\n")
+    env = {**os.environ, "RXLIB_WORKERS": "1"}
+    env.pop("RXLIB_FRESH_KERNELS", None)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240, env=env)
+    assert "FAILED: notebook 01_alpha.ipynb" in done.stdout, done.stdout[-2000:] + done.stderr[-2000:]
