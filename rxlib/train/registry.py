@@ -29,6 +29,7 @@ The models notebooks 02-04 train in the smoke profile (``run_config('smoke', ...
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -165,9 +166,17 @@ def config_split(config: RunConfig) -> HeldOutSplit:
 
 
 def find_model(config: RunConfig, data_root: str | os.PathLike) -> Path | None:
-    """The registry folder of a completely trained and evaluated model of ``config``, or None."""
+    """The registry folder of a completely trained and evaluated model of ``config``, or None.
+
+    A run without the held-out pass after each epoch (``train.validate_each_epoch`` False) has the same
+    weights as the run with it, so a complete model of that run serves it too (e.g. a main model trained
+    before the setting existed: no GPU-hours spent on it again)."""
     folder = models_dir() / model_key(config, data_root)
-    return folder if (folder / "model.pt").is_file() and (folder / "predictions.csv").is_file() else None
+    if (folder / "model.pt").is_file() and (folder / "predictions.csv").is_file():
+        return folder
+    if config.train.get("validate_each_epoch", True) is False:
+        return find_model(dataclasses.replace(config, train={**config.train, "validate_each_epoch": True}), data_root)
+    return None
 
 
 def train_or_load(config: RunConfig, data_root: str | os.PathLike, *, progress: bool = False,
@@ -188,10 +197,12 @@ def train_or_load(config: RunConfig, data_root: str | os.PathLike, *, progress: 
     folder = models_dir() / model_key(resolved, data_root)
     folder.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(folder.parent / f".{folder.name}.lock"):  # two runs asking for one model: one trains it
-        if find_model(resolved, data_root) is None:
+        found = find_model(resolved, data_root)
+        if found is None:
             from rxlib.train.run import train_run  # the run builds on this module (keys, split, TrainedModel)
 
             return train_run(resolved, data_root, folder, progress=progress)
+    folder = found
     return TrainedModel(load_trained_model(folder / "model.pt"), resolved, folder,
                         pd.read_csv(folder / "history.csv"), pd.read_csv(folder / "predictions.csv"), False)
 

@@ -47,6 +47,18 @@ def test_a_different_config_trains_again(tiny_synth, registry_cache, counted_tra
     assert registry.find_model(run_config("smoke", **tiny_run, loss="arc"), tiny_synth) is None
 
 
+def test_a_model_without_curves_reuses_the_same_run_with_them(tiny_synth, registry_cache, counted_train, tiny_run):
+    """The weights do not depend on the held-out pass after each epoch: a registered run that made it serves a
+    request without it (a main model trained before validate_each_epoch existed is not trained again)."""
+    validated = registry.train_or_load(run_config("smoke", **tiny_run), tiny_synth)
+    quiet = registry.train_or_load(run_config("smoke", **tiny_run, validate_each_epoch=False), tiny_synth)
+    assert len(counted_train) == 1 and not quiet.trained_now and quiet.folder == validated.folder
+    # the other way round there is no such reuse: a request for the curves trains the run that makes them
+    registry.train_or_load(run_config("smoke", **tiny_run, loss="softmax", validate_each_epoch=False), tiny_synth)
+    curves = registry.train_or_load(run_config("smoke", **tiny_run, loss="softmax"), tiny_synth)
+    assert len(counted_train) == 3 and curves.trained_now and curves.history["val_loss"].notna().all()
+
+
 def test_pseudo_labels_and_cutmix_run(tiny_synth, registry_cache, tiny_run):
     result = registry.train_or_load(run_config("smoke", **tiny_run, cutmix=True, pseudo_label=True), tiny_synth)
     assert result.history["alpha"].iloc[-1] > 0 and len(result.history) == 2
