@@ -745,8 +745,8 @@ def _in_order(tasks: Sequence[_Task], main: _Run) -> list[_Task]:
     """The tasks in the order they start, each with what it waits for: a main-seed notebook waits for the extra
     seeds' notebooks of the same name (it pools their verdicts, :mod:`rxlib.explain.seeds`).
 
-    Order, so that two cores stay busy to the end: first the main seed's notebooks that wait for nothing (01,
-    02), then by notebook from the last to the first (the explanation notebooks 07 and 08 take the longest),
+    Order, so that two cores stay busy to the end: first the main seed's notebooks that wait for nothing (those
+    no extra seed runs again: 01 and 02), then by notebook from the last to the first (the explanation notebooks 07 and 08 take the longest),
     each extra seed's before the main seed's. Notebook order put the longest last: in a smoke run with three
     seeds one core then idled for the last 12 s of 95 s of notebooks (measured); this order packs them into
     about 88 s. Each worker takes the first task in this order whose notebooks to wait for are complete."""

@@ -49,6 +49,11 @@ def save_figure(
         dpi: Resolution of raster formats.
         **savefig_kwargs: Passed to ``fig.savefig`` (default ``bbox_inches="tight"``).
 
+    After the first file the figure keeps the layout that file was drawn with (its layout engine is
+    switched off): the other formats and a later display show the same positions. A caller that adds to
+    the figure afterwards (a colorbar, a title) and saves it again should lay it out anew first
+    (``fig.set_layout_engine("constrained")``).
+
     Returns:
         The written paths, in the order of ``formats``.
 

@@ -596,7 +596,7 @@ def _check_resume_config(saved: dict, config: TrainConfig, path: Path) -> None:
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     differ = [k for k in current if k not in RESUME_MAY_DIFFER and saved.get(k, defaults[k]) != current[k]]
     if differ:
-        details = ", ".join(f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in differ)
+        details = ", ".join(f"{k}: {saved.get(k, defaults[k])!r} -> {current[k]!r}" for k in differ)
         raise CheckpointError(
             f"checkpoint {path} was written with a different config ({details}); use another out_dir or resume=False"
         )

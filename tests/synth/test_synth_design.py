@@ -108,3 +108,18 @@ def test_config_round_trips_through_dict():
     assert SynthConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="bogus"):
         SynthConfig.from_dict({**cfg.to_dict(), "bogus": 1})
+
+
+def test_each_channel_follows_the_experiment_gain_by_its_own_weight():
+    from rxlib.synth.design import experiment_nuisance
+
+    full = experiment_nuisance(PROFILES["smoke"], 0, 3, "test")
+    weights = (1.0, 0.0, 0.5, 1.0, 1.0, 1.0)
+    scaled = experiment_nuisance(dataclasses.replace(PROFILES["smoke"], exp_gain_channel_scale=weights), 0, 3, "test")
+    assert scaled["gain"][1] == 1.0  # w2 does not follow the batch at all
+    assert np.allclose(np.log(scaled["gain"]), np.log(full["gain"]) * np.array(weights), atol=1e-3)
+    assert scaled["offset"] == full["offset"]  # the other draws are unchanged
+    for bad in ({"exp_gain_channel_scale": (1.0,) * 5}, {"exp_gain_channel_scale": (3.0,) * 6},
+                {"nucleus_jitter": (0.1, 0.1, 0.1)}, {"nucleus_jitter": (-0.1, 0.1, 0.1, 0.1)}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            dataclasses.replace(PROFILES["smoke"], **bad).validated()
