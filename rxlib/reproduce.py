@@ -232,9 +232,9 @@ def _source_cell_index(source_nb, failing_source: str, fallback: int) -> int:
 #: CPU figures are wall times on this project's 2-core machine (AMD EPYC, 24 GiB), from an empty cache:
 #: synthesis, training and all eight notebooks.
 EXPECTED_TIME: dict[str, str] = {
-    "smoke": "about 2-3 min on 2 CPU cores from an empty cache (138 s and 154 s measured idle, 284 s beside two busy "
-             "processes; a host with half these benchmark rates takes about twice as long); with --seeds 3 about "
-             "6 min (348 s)",
+    "smoke": "about 5 min on 2 CPU cores from an empty cache, with its default 3 seeds (289 s measured idle: "
+             "synthesis 29 s, 31 models 169 s, 20 notebook runs 85 s; a host with half these benchmark rates takes "
+             "about twice as long); with --seeds 1 about 2 min (115 s)",
     "paper-mini": "about 2 min on 2 CPU cores (118 s measured; DenseNet-161 at 64x64, two steps per model)",
     "paper": "within the plan's GPU-hours on one GPU (rxlib reproduce --profile paper --dry-run prices it)",
 }
