@@ -7,11 +7,11 @@ executes 20 notebooks on 2 cores. Measured on this project's 2-core machine: the
 one extra seed took 62.7 s in fresh kernels and 32.1 s one after another in one kept kernel, and every
 table, verdict sample and figure they wrote was byte-identical.
 
-Between two notebooks :func:`reset` makes the kernel look fresh to the next one: its figures closed, the
-user namespace emptied (``%reset -f``: a name a notebook forgot to define fails as in a fresh kernel),
-its cells numbered from 1 again, the global random generators of Python, numpy and torch seeded again from OS entropy (as a fresh kernel
-seeds them: nothing can rely on their state, and a notebook that seeds them gets the same draws either
-way), the warning filters put back to the kernel's first ones (a notebook's own ``simplefilter`` goes) and
+Between two notebooks :func:`reset` makes the kernel look fresh to the next one: its figures closed, the user
+namespace emptied (``%reset -f``: a name a notebook forgot to define fails as in a fresh kernel), its cells
+numbered from 1 again, the global random generators of Python, numpy and torch seeded again from OS entropy (as a
+fresh kernel seeds them: nothing can rely on their state, and a notebook that seeds them gets the same draws
+either way), the warning filters put back to the kernel's first ones (a notebook's own ``simplefilter`` goes) and
 warnings shown again once, and garbage collected. Modules stay imported: that is the saving.
 
 A notebook that fails, or a reset that fails, takes the kernel with it (:func:`discard`); the next
@@ -22,7 +22,6 @@ when it ends). A kernel whose helper dies ends too (ipykernel's parent poller).
 from __future__ import annotations
 
 import atexit
-import json
 from pathlib import Path
 
 #: Set to 1 to give every notebook of ``rxlib reproduce`` a fresh kernel (e.g. to rule out the kept kernel).
@@ -61,12 +60,6 @@ class KernelResetError(RuntimeError):
 _kept = None  # (kernel name, working directory, KernelManager) of this process's kept kernel
 
 
-def notebook_kernel(path: str | Path) -> str:
-    """The kernel a notebook names in its metadata (``python3`` if it names none), papermill's choice."""
-    spec = json.loads(Path(path).read_text(encoding="utf-8")).get("metadata", {}).get("kernelspec", {})
-    return spec.get("name") or "python3"
-
-
 def _run(manager, code: str) -> None:
     from jupyter_client.blocking import BlockingKernelClient
 
@@ -89,7 +82,8 @@ def kept(kernel_name: str, cwd: str | Path):
     if _kept is not None and (_kept[:2] != (kernel_name, cwd) or not _kept[2].is_alive()):
         discard()
     if _kept is None:
-        manager = _manager_class()(kernel_name=kernel_name, client_class="jupyter_client.asynchronous.AsyncKernelClient")
+        manager = _manager_class()(kernel_name=kernel_name,
+                                   client_class="jupyter_client.asynchronous.AsyncKernelClient")
         # no cell history in the user's ~/.ipython database (nbclient's own kernels run with the same setting)
         manager.start_kernel(cwd=cwd, extra_arguments=["--HistoryManager.hist_file=:memory:"])
         _kept = (kernel_name, cwd, manager)

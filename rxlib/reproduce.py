@@ -680,15 +680,20 @@ def _execute_and_render(plan: _Plan, parameters: dict, kernel_name: str | None, 
     """Execute one notebook and write its HTML (what a notebook helper does for each job). With
     ``keep_kernel``, in the kernel this process keeps (:mod:`rxlib.kernels`), reset for the next notebook
     afterwards, or ended if the notebook failed."""
-    from rxlib import kernels
+    if not keep_kernel:
+        _execute(plan, parameters, kernel_name, cwd, progress=progress)
+    else:
+        from papermill.utils import nb_kernel_name  # papermill's choice when kernel_name is None
 
-    kernel = kernels.kept(kernel_name or kernels.notebook_kernel(plan.source), cwd) if keep_kernel else None
-    try:
-        _execute(plan, parameters, kernel_name, cwd, progress=progress, kernel=kernel)
-    except BaseException:
-        kernels.discard()
-        raise
-    kernels.reset()
+        from rxlib import kernels
+
+        kernel = kernels.kept(nb_kernel_name(_read_notebook(plan.source), kernel_name), cwd)
+        try:
+            _execute(plan, parameters, kernel_name, cwd, progress=progress, kernel=kernel)
+        except BaseException:
+            kernels.discard()
+            raise
+        kernels.reset()
     _write_html(plan.executed, plan.html)
 
 
@@ -697,9 +702,10 @@ def _execute_in_helper(plan: _Plan, parameters: dict, kernel_name: str | None, c
     """:func:`_execute_and_render` in a notebook helper of ``helpers`` (``python -m rxlib.reproduce --serve``,
     :mod:`rxlib.workers`), so that notebooks run side by side (the caller's threads only wait), nothing of
     the caller's ``__main__`` is needed and papermill and nbconvert are imported once per helper, not once
-    per notebook; with ``keep_kernel`` the helper's kernel is also reused (:mod:`rxlib.kernels`). Each section
-    the notebook enters is passed to ``log`` as it happens (``  07_gradcam: <heading> (cell 5/19, 12 s)``); the kernel's own console noise
-    stays in the helper; a failure comes back as the :class:`NotebookExecutionError` it raised."""
+    per notebook; with ``keep_kernel`` the helper's kernel is also reused (:mod:`rxlib.kernels`). Each section the
+    notebook enters is passed to ``log`` as it happens (``  07_gradcam: <heading> (cell 5/19, 12 s)``); the
+    kernel's own console noise stays in the helper; a failure comes back as the :class:`NotebookExecutionError` it
+    raised."""
     from rxlib.workers import HelperDied
 
     def on_line(line: str) -> None:
@@ -745,11 +751,12 @@ def _in_order(tasks: Sequence[_Task], main: _Run) -> list[_Task]:
     """The tasks in the order they start, each with what it waits for: a main-seed notebook waits for the extra
     seeds' notebooks of the same name (it pools their verdicts, :mod:`rxlib.explain.seeds`).
 
-    Order, so that two cores stay busy to the end: first the main seed's notebooks that wait for nothing (those
-    no extra seed runs again: 01 and 02), then by notebook from the last to the first (the explanation notebooks 07 and 08 take the longest),
-    each extra seed's before the main seed's. Notebook order put the longest last: in a smoke run with three
-    seeds one core then idled for the last 12 s of 95 s of notebooks (measured); this order packs them into
-    about 88 s. Each worker takes the first task in this order whose notebooks to wait for are complete."""
+    Order, so that two cores stay busy to the end: first the main seed's notebooks that wait for nothing (those no
+    extra seed runs again: 01 and 02), then by notebook from the last to the first (the explanation notebooks 07
+    and 08 take the longest), each extra seed's before the main seed's. Notebook order put the longest last: in a
+    smoke run with three seeds one core then idled for the last 12 s of 95 s of notebooks (measured); this order
+    packs them into 85 s (measured). Each worker takes the first task in this order whose notebooks to wait for are
+    complete."""
     seeds_of: dict[str, list[Path]] = {}
     for task in tasks:
         if task.run is not main:

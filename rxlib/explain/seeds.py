@@ -318,5 +318,5 @@ def pool_verdicts(by_seed: Mapping[int, Sequence[Verdict]]) -> list[Verdict]:
     return [_pool_one(claim, per_seed) for claim, per_seed in claims.items()]
 
 
-__all__ = ["DEFAULT_SEEDS", "N_RESAMPLES", "attainable_range", "default_seeds", "pool_verdicts", "read_samples", "samples_path", "seed_list", "seed_reports_dir",
-           "seed_t_interval", "two_level_ci", "write_samples"]
+__all__ = ["DEFAULT_SEEDS", "N_RESAMPLES", "attainable_range", "default_seeds", "pool_verdicts", "read_samples",
+           "samples_path", "seed_list", "seed_reports_dir", "seed_t_interval", "two_level_ci", "write_samples"]
